@@ -1,0 +1,41 @@
+# The README's commands: `make run` serves the service, `make test` runs the whole suite.
+# Each target installs what it needs into .venv and fails with one clear line when it cannot.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
+VENV := .venv
+BIN := $(VENV)/bin
+# make run's development defaults; anything set in the environment wins.
+REGNO_ENV ?= development
+
+.PHONY: run test model bench-record clean
+
+$(BIN)/python:
+	@test -n "$(PYTHON)" || { echo "make: no python3 found; install Python 3.11" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' || { echo "make: $(PYTHON) is older than Python 3.11" >&2; exit 1; }
+	@$(PYTHON) -m venv $(VENV) || { echo "make: cannot create $(VENV) (on Debian: apt-get install python3-venv)" >&2; exit 1; }
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
+	@$(BIN)/pip install --quiet -e . || { echo "make: pip could not install the package and its pinned dependencies" >&2; exit 1; }
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	@$(BIN)/pip install --quiet -e '.[test]' || { echo "make: pip could not install the test dependencies" >&2; exit 1; }
+	@touch $@
+
+run: $(VENV)/.installed
+	REGNO_ENV=$(REGNO_ENV) exec $(BIN)/gunicorn -c gunicorn.conf.py
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Retrain the bundled model on simulated passes (seeded: the same predictions come out; CatBoost stamps a fresh GUID, so not the same bytes).
+model: $(VENV)/.installed-test
+	$(BIN)/python -m model.train
+
+# In-process cost of one record: this service's path against the team's original approach.
+bench-record: $(VENV)/.installed-test
+	$(BIN)/python -m model.bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,169 @@
+"""Settings: the only place that reads the environment. Defaults are documented in the README."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, TypeVar
+
+from model import BUNDLED_MODEL
+
+T = TypeVar("T")
+
+#: The key `make run` and development mode use when no key is configured; never valid in production.
+DEVELOPMENT_KEY = "dev-key"
+
+
+class SettingsError(ValueError):
+    """A setting in the environment has a value that cannot be used."""
+
+
+def _cpu_count() -> int:
+    """Cores this process may run on (the affinity mask, not the whole machine)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the service, typed, with its default."""
+
+    #: "production" or "development"; development allows the documented development key.
+    env: str = "production"
+    #: The CatBoost model file; the bundled model by default.
+    model_path: Path = BUNDLED_MODEL
+    #: Accepted values of the x-api-key header (several at once, so keys can rotate).
+    api_keys: tuple[str, ...] = ()
+    #: `positive` at or above this picks the AI plate.
+    pick_threshold: float = 0.5
+    #: Largest request body accepted, in bytes; larger gives 413.
+    max_body_bytes: int = 64 * 1024
+    #: Log level of the service's own logger.
+    log_level: str = "INFO"
+    #: gunicorn: address to listen on.
+    bind: str = "127.0.0.1:5000"
+    #: gunicorn: worker processes; the model is CPU-bound, so one per core.
+    workers: int = field(default_factory=_cpu_count)
+    #: gunicorn: worker class.
+    worker_class: str = "sync"
+    #: gunicorn: threads per worker (gthread only).
+    threads: int = 1
+    #: gunicorn: seconds a worker may be silent before it is killed and replaced.
+    timeout: int = 30
+    #: gunicorn: seconds workers get to finish in-flight requests on shutdown.
+    graceful_timeout: int = 30
+    #: gunicorn: seconds to hold an idle keep-alive connection.
+    keepalive: int = 5
+    #: gunicorn: load the app (and model) in the master so workers share its pages.
+    preload: bool = True
+
+    @property
+    def development(self) -> bool:
+        """True in development mode."""
+        return self.env == "development"
+
+    def effective_api_keys(self) -> tuple[str, ...]:
+        """The accepted keys; the development key when none is set in development mode."""
+        if self.api_keys:
+            return self.api_keys
+        return (DEVELOPMENT_KEY,) if self.development else ()
+
+    def check(self) -> None:
+        """Raise SettingsError when the service must not start with these settings."""
+        if self.env not in ("production", "development"):
+            raise SettingsError(f"REGNO_ENV must be 'production' or 'development', got {self.env!r}")
+        if not self.development and not self.api_keys:
+            raise SettingsError("no API key configured: set API_KEYS or API_KEYS_FILE (or REGNO_ENV=development)")
+        if not self.development and DEVELOPMENT_KEY in self.api_keys:
+            raise SettingsError(f"the development key {DEVELOPMENT_KEY!r} is not allowed outside development mode")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Settings from environment variables; unset or empty ones keep their defaults."""
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        default = cls()
+        return cls(
+            env=reader.get("REGNO_ENV", str, default.env),
+            model_path=reader.get("MODEL_PATH", Path, default.model_path),
+            api_keys=_api_keys(env),
+            pick_threshold=reader.get("PICK_THRESHOLD", _probability, default.pick_threshold),
+            max_body_bytes=reader.get("MAX_BODY_BYTES", _positive_int, default.max_body_bytes),
+            log_level=reader.get("LOG_LEVEL", str.upper, default.log_level),
+            bind=reader.get("BIND", str, default.bind),
+            workers=reader.get("WORKERS", _positive_int, default.workers),
+            worker_class=reader.get("WORKER_CLASS", str, default.worker_class),
+            threads=reader.get("THREADS", _positive_int, default.threads),
+            timeout=reader.get("TIMEOUT", _positive_int, default.timeout),
+            graceful_timeout=reader.get("GRACEFUL_TIMEOUT", _positive_int, default.graceful_timeout),
+            keepalive=reader.get("KEEPALIVE", _non_negative_int, default.keepalive),
+            preload=reader.get("PRELOAD", _boolean, default.preload),
+        )
+
+
+class _Reader:
+    """Reads typed values from an environment mapping, naming the variable in every error."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+
+    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        """The parsed value of variable name, or default when it is unset or empty."""
+        raw = self.environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            return parse(raw)
+        except (ValueError, TypeError) as error:
+            raise SettingsError(f"{name}={raw!r} is invalid: {error}") from None
+
+
+def _api_keys(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """Keys from API_KEYS (comma-separated) plus API_KEYS_FILE (one per line, # comments)."""
+    keys = [key.strip() for key in environ.get("API_KEYS", "").split(",")]
+    path = environ.get("API_KEYS_FILE", "").strip()
+    if path:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError as error:
+            raise SettingsError(f"API_KEYS_FILE={path!r} cannot be read: {error.strerror}") from None
+        keys += [line.strip() for line in lines if not line.lstrip().startswith("#")]
+    return tuple(dict.fromkeys(key for key in keys if key))
+
+
+def _positive_int(raw: str) -> int:
+    """A whole number of at least 1."""
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    """A whole number of at least 0."""
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be at least 0")
+    return value
+
+
+def _probability(raw: str) -> float:
+    """A number between 0 and 1."""
+    value = float(raw)
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError("must be between 0 and 1")
+    return value
+
+
+def _boolean(raw: str) -> bool:
+    """true/false, yes/no, on/off or 1/0."""
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")

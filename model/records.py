@@ -1,0 +1,179 @@
+"""Validation and coercion of one recognition record, as the contract defines it."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from typing import Any, NamedTuple
+
+#: The ten fields production sends; anything else in a record is ignored.
+FIELDS = (
+    "regno_recognize",
+    "afts_regno_ai",
+    "recognition_accuracy",
+    "afts_regno_ai_score",
+    "afts_regno_ai_char_scores",
+    "afts_regno_ai_length_scores",
+    "camera_type",
+    "camera_class",
+    "time_check",
+    "direction",
+)
+
+#: Longest plate accepted; real plates have at most 10 characters.
+MAX_PLATE_CHARS = 20
+#: Longest camera type or class accepted.
+MAX_LABEL_CHARS = 128
+#: Longest bracketed score list accepted, in characters.
+MAX_LIST_CHARS = 4096
+
+# Date, a space or T, then hours and minutes, optional seconds and fraction, optional offset.
+_TIMESTAMP = re.compile(
+    r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?",
+    re.ASCII,
+)
+# A plate is printable and has no white space: a space would change the text features.
+_PLATE_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+class RecordError(ValueError):
+    """A record field that is missing or cannot be read; the message names the field."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class Record(NamedTuple):
+    """One validated record: every field coerced to the type the features need."""
+
+    regno_recognize: str
+    afts_regno_ai: str
+    recognition_accuracy: float
+    afts_regno_ai_score: float
+    afts_regno_ai_char_scores: tuple[float, ...]
+    afts_regno_ai_length_scores: tuple[float, ...]
+    camera_type: str
+    camera_class: str
+    time_check: datetime
+    direction: int
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """Repr of a bad value, cut short so an error message never echoes a huge input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _number(record: dict, field: str, low: float, high: float) -> float:
+    """A finite number in [low, high], given as a JSON number or a numeric string."""
+    value = record[field]
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise RecordError(field, f"must be a number, got {type(value).__name__}")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise RecordError(field, f"must be a number, got {_shown(value)}") from None
+    if not math.isfinite(number):
+        raise RecordError(field, f"must be a finite number, got {_shown(value)}")
+    if not low <= number <= high:
+        raise RecordError(field, f"must be between {low:g} and {high:g}, got {number:g}")
+    return number
+
+
+def _direction(record: dict) -> int:
+    """The direction flag: 0 or 1, as a number or a numeric string."""
+    number = _number(record, "direction", -math.inf, math.inf)
+    if number not in (0.0, 1.0):
+        raise RecordError("direction", f"must be 0 or 1, got {number:g}")
+    return int(number)
+
+
+def _text(record: dict, field: str, max_chars: int) -> str:
+    """A string field of at most max_chars characters."""
+    value = record[field]
+    if not isinstance(value, str):
+        raise RecordError(field, f"must be a string, got {type(value).__name__}")
+    if len(value) > max_chars:
+        raise RecordError(field, f"must have at most {max_chars} characters, got {len(value)}")
+    return value
+
+
+def _plate(record: dict, field: str) -> str:
+    """A plate: 1..MAX_PLATE_CHARS characters, none of them white space or control."""
+    plate = _text(record, field, MAX_PLATE_CHARS)
+    if not plate:
+        raise RecordError(field, "must not be empty")
+    if _PLATE_FORBIDDEN.search(plate):
+        raise RecordError(field, f"must not contain spaces or control characters, got {_shown(plate)}")
+    return plate
+
+
+def parse_score_list(text: str) -> tuple[float, ...]:
+    """Read a bracketed list the contract's way: '[]' is (0.0,), else split the inside on commas."""
+    if text == "[]":
+        return (0.0,)
+    return tuple(float(piece) for piece in text[1:-1].split(","))
+
+
+def _score_list(record: dict, field: str) -> tuple[float, ...]:
+    """A bracketed list of finite numbers, such as '[0.99, 0.87]'."""
+    text = _text(record, field, MAX_LIST_CHARS)
+    if len(text) < 2 or text[0] != "[" or text[-1] != "]":
+        raise RecordError(field, f"must be a bracketed list like '[0.9, 0.8]', got {_shown(text)}")
+    try:
+        scores = parse_score_list(text)
+    except ValueError:
+        raise RecordError(field, f"must be a list of numbers separated by commas, got {_shown(text)}") from None
+    if not all(math.isfinite(score) for score in scores):
+        raise RecordError(field, f"must hold finite numbers only, got {_shown(text)}")
+    return scores
+
+
+def _timestamp(record: dict) -> datetime:
+    """The pass time, 'YYYY-MM-DD HH:MM:SS' with an optional T, fraction and UTC offset."""
+    text = _text(record, "time_check", 64)
+    if not _TIMESTAMP.fullmatch(text):
+        raise RecordError("time_check", f"must be a timestamp like '2021-08-01 09:02:59', got {_shown(text)}")
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise RecordError("time_check", f"is not a real date and time, got {_shown(text)}") from None
+
+
+def parse_record(record: Any) -> Record:
+    """Validate one decoded JSON record and coerce it; raise RecordError naming the first bad field."""
+    if not isinstance(record, dict):
+        raise RecordError("record", f"must be a JSON object, got {json_kind(record)}")
+    missing = [field for field in FIELDS if field not in record]
+    if missing:
+        raise RecordError(missing[0], f"is missing (required fields: {', '.join(missing)})")
+    return Record(
+        regno_recognize=_plate(record, "regno_recognize"),
+        afts_regno_ai=_plate(record, "afts_regno_ai"),
+        recognition_accuracy=_number(record, "recognition_accuracy", 0.0, 100.0),
+        afts_regno_ai_score=_number(record, "afts_regno_ai_score", 0.0, 1.0),
+        afts_regno_ai_char_scores=_score_list(record, "afts_regno_ai_char_scores"),
+        afts_regno_ai_length_scores=_score_list(record, "afts_regno_ai_length_scores"),
+        camera_type=_text(record, "camera_type", MAX_LABEL_CHARS),
+        camera_class=_text(record, "camera_class", MAX_LABEL_CHARS),
+        time_check=_timestamp(record),
+        direction=_direction(record),
+    )
+
+
+def json_kind(value: Any) -> str:
+    """The JSON name of a decoded value's type, for error messages."""
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if value is None:
+        return "null"
+    return type(value).__name__

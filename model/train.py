@@ -1,0 +1,174 @@
+"""Train the model the project ships on simulated passes: `python -m model.train`.
+
+The records go through the same validation and feature code the service uses, so the model and
+the service cannot disagree about a feature. Prints the held-out AUC and accuracy as one line and
+stores them, with the version and the command, in the model's metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+from catboost import CatBoostClassifier, Pool
+
+from model.features import CATEGORICAL, TEXT, record_features
+from model.records import parse_record
+from model.simulate import Pass, simulate
+
+#: The team's feature order; the service builds vectors by name, but keeping theirs eases comparison.
+FEATURE_ORDER = [
+    "afts_regno_ai_score", "direction", "recognition_accuracy", "max_sym_score", "min_sym_score",
+    "max_len_score", "ai_len", "cam_len", "1", "8", "7", "9", "5", "В", "Р", "М", "0", "2", "4", "О",
+    "6", "А", "Х", "3", "К", "Е", "D", "С", "Н", "Т", "У", "foreign_sym", "hour", "camera_type",
+    "camera_class", "weekday", "month", "regno_template", "regno_template_ai", "afts_regno_ai_text",
+    "regno_recognize_text",
+]
+DEFAULT_OUT = Path(__file__).with_name("regno_model.cbm")
+DEFAULT_ROWS = 40_000
+DEFAULT_SEED = 20261122
+DEFAULT_ITERATIONS = 200
+DEFAULT_VERSION = "regno-sim-1"
+#: Share of the simulated passes kept out of training to measure the model.
+HOLDOUT = 0.2
+#: Tree depth: deep enough for the feature interactions, shallow enough to keep the file small.
+DEPTH = 6
+#: Fixed so CatBoost's results do not depend on the machine's core count.
+THREADS = 2
+
+
+def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float:
+    """Area under the ROC curve: the chance a random positive outscores a random negative (ties count half)."""
+    ranked = sorted(zip(scores, labels))
+    rank_sum, i = 0.0, 0
+    while i < len(ranked):
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        mid_rank = (i + 1 + j) / 2  # tied scores share the mean of their 1-based ranks
+        rank_sum += mid_rank * sum(label for _, label in ranked[i:j])
+        i = j
+    positives = sum(labels)
+    negatives = len(labels) - positives
+    if not positives or not negatives:
+        raise ValueError("AUC needs both positive and negative labels")
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def accuracy(labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5) -> float:
+    """Share of labels the scores get right when a score at or above threshold means 1."""
+    return sum(int(score >= threshold) == label for label, score in zip(labels, scores)) / len(labels)
+
+
+def pick_accuracy(passes: Sequence[Pass], scores: Sequence[float], threshold: float = 0.5) -> float:
+    """Share of passes where the picked plate (AI at or above threshold, else camera) is the true plate."""
+    picks = (p.record["afts_regno_ai" if s >= threshold else "regno_recognize"] for p, s in zip(passes, scores))
+    return sum(pick == p.plate for pick, p in zip(picks, passes)) / len(passes)
+
+
+def feature_frame(records: Sequence[dict]) -> pd.DataFrame:
+    """The contract features of validated records, one row each, columns in FEATURE_ORDER."""
+    rows = [record_features(parse_record(record)) for record in records]
+    frame = pd.DataFrame([[row[name] for name in FEATURE_ORDER] for row in rows], columns=FEATURE_ORDER)
+    # Plain object columns: CatBoost wants str categories and texts, not pandas' string dtype.
+    for name in CATEGORICAL + TEXT:
+        frame[name] = frame[name].astype(object)
+    return frame.astype({"foreign_sym": float})
+
+
+def split(n: int, seed: int, holdout: float = HOLDOUT) -> tuple[list[int], list[int]]:
+    """Seeded shuffle of range(n) cut into train and held-out indexes."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    cut = n - int(n * holdout)
+    return sorted(order[:cut]), sorted(order[cut:])
+
+
+def pool(frame: pd.DataFrame, labels: Sequence[int] | None = None) -> Pool:
+    """A CatBoost pool with the contract's categorical and text features."""
+    return Pool(frame, label=labels, cat_features=list(CATEGORICAL), text_features=list(TEXT))
+
+
+def fit(train: Pool, iterations: int, seed: int) -> CatBoostClassifier:
+    """A Logloss CatBoost classifier trained deterministically on the pool."""
+    model = CatBoostClassifier(
+        loss_function="Logloss",
+        iterations=iterations,
+        depth=DEPTH,
+        random_seed=seed,
+        thread_count=THREADS,
+        allow_writing_files=False,
+        verbose=False,
+    )
+    return model.fit(train)
+
+
+def positive_scores(model: CatBoostClassifier, data: Pool) -> list[float]:
+    """predict_proba's positive column."""
+    return [float(row[1]) for row in model.predict_proba(data, thread_count=THREADS)]
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces the model; --out is left out, it does not change the model."""
+    return (
+        f"python -m model.train --rows {args.rows} --seed {args.seed} "
+        f"--iterations {args.iterations} --version {args.version}"
+    )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command-line options."""
+    parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="simulated passes, train and held-out")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of simulation, split and CatBoost")
+    parser.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="boosting iterations")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the .cbm model")
+    parser.add_argument("--version", default=DEFAULT_VERSION, help="version stored in the model's metadata")
+    args = parser.parse_args(argv)
+    if args.rows < 50 or args.iterations < 1:
+        parser.error("--rows must be at least 50 and --iterations at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Simulate, train, evaluate on the held-out passes, write the model; 0 on success."""
+    args = parse_args(argv)
+    started = time.monotonic()
+    passes = simulate(args.rows, args.seed)
+    frame = feature_frame([p.record for p in passes])
+    labels = [p.label for p in passes]
+    train_idx, test_idx = split(len(passes), args.seed)
+    model = fit(pool(frame.iloc[train_idx], [labels[i] for i in train_idx]), args.iterations, args.seed)
+
+    test_labels = [labels[i] for i in test_idx]
+    scores = positive_scores(model, pool(frame.iloc[test_idx]))
+    auc, acc = roc_auc(test_labels, scores), accuracy(test_labels, scores)
+    picked = pick_accuracy([passes[i] for i in test_idx], scores)
+
+    metadata = model.get_metadata()
+    for key, value in {
+        "version": args.version,
+        "seed": args.seed,
+        "rows": args.rows,
+        "holdout_auc": f"{auc:.6f}",
+        "holdout_accuracy": f"{acc:.6f}",
+        "trained_with": command_line(args),
+    }.items():
+        metadata[key] = str(value)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    model.save_model(str(args.out))
+
+    print(
+        f"held-out AUC {auc:.4f}, accuracy {acc:.4f} at 0.5 (pick right {picked:.4f}) on {len(test_idx)} "
+        f"of {args.rows} passes; {args.iterations} iterations, {time.monotonic() - started:.1f} s in all -> {args.out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""The regno-api Flask application: create_app builds it from settings."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from config import Settings
+from model.scorer import Scorer
+from service import envelope, health, scoring, state
+from service.auth import ApiKeys
+
+log = logging.getLogger("regno")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app: check settings, load the model once, register blueprints and error handlers."""
+    settings = settings or Settings.from_env()
+    settings.check()
+    configure_logger(settings)
+    scorer = Scorer.load(settings.model_path)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    state.init_app(app, state.ServiceState(settings, scorer, ApiKeys(settings.effective_api_keys())))
+    register_blueprints(app)
+    envelope.register_error_handlers(app)
+    log.info("model %s loaded from %s (sha256 %s)", scorer.version, scorer.path, scorer.checksum[:12])
+    if settings.development and not settings.api_keys:
+        log.warning("development mode: accepting the development API key only")
+    return app
+
+
+def register_blueprints(app: Flask) -> None:
+    """One blueprint per concern."""
+    app.register_blueprint(scoring.bp)
+    app.register_blueprint(health.bp)
+
+
+def configure_logger(settings: Settings) -> None:
+    """Log the service's own lines to stderr at the configured level."""
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(settings.log_level)
+
+
+def warm_up(app: Flask) -> None:
+    """Run the probe prediction in this process (called in each gunicorn worker after the fork)."""
+    score = state.service_state(app).scorer.probe()
+    log.info("worker warmed up: probe positive=%.6f", score.positive)

@@ -1,0 +1,67 @@
+"""The response envelope: {"body": ..., "status": "ok"|"fail"} for every answer, good or bad."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from model.records import RecordError
+
+log = logging.getLogger("regno")
+
+#: Longest request path echoed back in a 404 message.
+_MAX_PATH_SHOWN = 80
+
+
+def ok(body: object, status: int = 200) -> Response:
+    """A success envelope."""
+    return Response(orjson.dumps({"body": body, "status": "ok"}), status, mimetype="application/json")
+
+
+def fail(message: str, status: int) -> Response:
+    """A failure envelope with a message naming what went wrong."""
+    return Response(orjson.dumps({"body": message, "status": "fail"}), status, mimetype="application/json")
+
+
+def _http_message(error: HTTPException) -> str:
+    """A short message for an HTTP error; werkzeug's defaults are written for browsers."""
+    if error.code == 404:
+        path = request.path if len(request.path) <= _MAX_PATH_SHOWN else request.path[:_MAX_PATH_SHOWN] + "..."
+        return f"not found: {path}"
+    if error.code == 405:
+        allowed = ", ".join(sorted(set(error.valid_methods or ()) - {"HEAD", "OPTIONS"}))
+        return f"method {request.method} is not allowed here; use {allowed}"
+    if error.code == 413:
+        limit = request.max_content_length
+        return f"request body is larger than {limit} bytes" if limit else "request body is too large"
+    return error.description or error.name
+
+
+def handle_http_error(error: HTTPException) -> Response:
+    """Any HTTP error (404, 405, 413, 415, 401, 400 ...) in the fail envelope, keeping its headers."""
+    response = fail(_http_message(error), error.code or 500)
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def handle_record_error(error: RecordError) -> Response:
+    """A record that fails validation: 400 naming the field."""
+    return fail(str(error), 400)
+
+
+def handle_unexpected(error: Exception) -> Response:
+    """A bug: logged with its traceback, answered 500 without details."""
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return fail("internal error", 500)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Route every failure through the envelope."""
+    app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(RecordError, handle_record_error)
+    app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,40 @@
+"""The health blueprint: liveness, readiness and a status summary; no key needed."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, current_app
+
+from service.envelope import fail, ok
+from service.state import service_state
+
+bp = Blueprint("health", __name__, url_prefix="/health")
+
+
+@bp.get("/live")
+def live():
+    """The process answers."""
+    return ok({"status": "alive"})
+
+
+@bp.get("/ready")
+def ready():
+    """The model is loaded and a probe prediction has succeeded in this worker."""
+    scorer = service_state(current_app).scorer
+    if not scorer.ready():
+        return fail("not ready: the probe prediction failed", 503)
+    return ok({"status": "ready", "model": scorer.version})
+
+
+@bp.get("", strict_slashes=False)
+def status():
+    """Status, model identity and uptime."""
+    state = service_state(current_app)
+    return ok(
+        {
+            "status": "ok",
+            "model": {"version": state.scorer.version, "checksum": state.scorer.checksum},
+            "uptime_s": round(time.monotonic() - state.started, 3),
+        }
+    )

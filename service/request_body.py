@@ -1,0 +1,49 @@
+"""Reading one JSON record from a request body: content type, size, JSON, double encoding."""
+
+from __future__ import annotations
+
+import orjson
+from flask import Request
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
+
+from model.records import json_kind
+
+
+def _is_json(mimetype: str) -> bool:
+    """True for application/json and the +json family."""
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
+def read_body(request: Request) -> bytes:
+    """The raw body, at most max_content_length bytes; 413 past that, with or without Content-Length."""
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and request.environ.get("wsgi.input_terminated"):
+        # A chunked upload: werkzeug would cut it at the limit without a word, so read one byte more
+        # from the server's (self-terminating) stream to tell a body at the limit from a longer one.
+        data = request.environ["wsgi.input"].read(limit + 1)
+        if len(data) > limit:
+            raise RequestEntityTooLarge()
+        return data
+    return request.get_data(cache=False)  # raises 413 when Content-Length is past the limit
+
+
+def read_json_object(request: Request) -> dict:
+    """The request's JSON object; a JSON string holding an object is decoded once more (old clients)."""
+    if not _is_json(request.mimetype):
+        shown = request.mimetype or "none"
+        raise UnsupportedMediaType(f"Content-Type must be application/json, got {shown}")
+    data = read_body(request)
+    if not data.strip():
+        raise BadRequest("request body is empty; send one JSON object")
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise BadRequest(f"request body is not valid JSON: {error}") from None
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise BadRequest("request body is a JSON string that does not hold a JSON object") from None
+    if not isinstance(value, dict):
+        raise BadRequest(f"request body must be a JSON object holding one record, got {json_kind(value)}")
+    return value

@@ -1,0 +1,34 @@
+"""What the service holds per process: settings, the loaded model, the accepted keys."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from flask import Flask
+
+from config import Settings
+from model.scorer import Scorer
+from service.auth import ApiKeys
+
+_EXTENSION = "regno"
+
+
+@dataclass
+class ServiceState:
+    """Everything a view needs, built once in the app factory."""
+
+    settings: Settings
+    scorer: Scorer
+    api_keys: ApiKeys
+    started: float = field(default_factory=time.monotonic)
+
+
+def init_app(app: Flask, state: ServiceState) -> None:
+    """Attach the state to the app."""
+    app.extensions[_EXTENSION] = state
+
+
+def service_state(app: Flask) -> ServiceState:
+    """The state attached to app."""
+    return app.extensions[_EXTENSION]

@@ -1,0 +1,112 @@
+"""Shared fixtures: settings, the app and its client, the team's files, records."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from config import Settings
+from model import BUNDLED_MODEL
+from service import create_app
+
+CUSTOMER = Path(__file__).resolve().parents[2] / "shared" / "customer"
+API_KEY = "test-key"
+#: The contract's 41 features in the team's model order, written out so a change elsewhere shows here.
+TEAM_ORDER = [
+    "afts_regno_ai_score", "direction", "recognition_accuracy", "max_sym_score", "min_sym_score",
+    "max_len_score", "ai_len", "cam_len", "1", "8", "7", "9", "5", "В", "Р", "М", "0", "2", "4", "О",
+    "6", "А", "Х", "3", "К", "Е", "D", "С", "Н", "Т", "У", "foreign_sym", "hour", "camera_type",
+    "camera_class", "weekday", "month", "regno_template", "regno_template_ai", "afts_regno_ai_text",
+    "regno_recognize_text",
+]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """Rows of a CSV file as dicts of strings."""
+    with open(path, encoding="utf-8", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+@pytest.fixture(scope="session")
+def customer() -> Path:
+    """The data-science team's hand-over folder, read in place from ../shared."""
+    if not (CUSTOMER / "micromodel.cbm").is_file():
+        pytest.skip(f"the team's files are not at {CUSTOMER}: parity with their code cannot be checked here")
+    return CUSTOMER
+
+
+@pytest.fixture(scope="session")
+def team_model(customer: Path) -> Path:
+    """The team's model file."""
+    return customer / "micromodel.cbm"
+
+
+@pytest.fixture(scope="session")
+def team_sample(customer: Path) -> list[dict[str, str]]:
+    """The team's 100 sample records, as the CSV gives them (all strings)."""
+    return read_csv(customer / "test_data.csv")
+
+
+@pytest.fixture(scope="session")
+def team_expected(customer: Path) -> list[tuple[float, float]]:
+    """(negative, positive) the team's code gives for each sample row."""
+    return [(float(row["negative"]), float(row["positive"])) for row in read_csv(customer / "expected.csv")]
+
+
+@pytest.fixture
+def record() -> dict:
+    """One good record as production sends it."""
+    return {
+        "regno_recognize": "А812НН79_",
+        "afts_regno_ai": "А812НН790",
+        "recognition_accuracy": 93.0,
+        "afts_regno_ai_score": 0.81,
+        "afts_regno_ai_char_scores": "[0.99, 0.98, 0.99, 0.97, 0.99, 0.99, 0.98, 0.97, 0.81]",
+        "afts_regno_ai_length_scores": "[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.01, 0.99, 0.0]",
+        "camera_type": "Стационарная",
+        "camera_class": "Астра-Трафик",
+        "time_check": "2021-08-01 19:11:48",
+        "direction": 1,
+    }
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """Production settings with the bundled model and one test key."""
+    return Settings(env="production", model_path=BUNDLED_MODEL, api_keys=(API_KEY,))
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings):
+    """The app, built once for the session (the model loads once)."""
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    """A test client that sends the API key unless told otherwise."""
+    return ApiClient(app.test_client())
+
+
+class ApiClient:
+    """Posts records to /reg/ with the key and JSON content type by default."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def post(self, path="/reg/", json=None, data=None, key=API_KEY, content_type="application/json", **kwargs):
+        """POST with the API key header and content type (None leaves either out)."""
+        headers = dict(kwargs.pop("headers", {}))
+        if key is not None:
+            headers["x-api-key"] = key
+        if json is not None:
+            import orjson
+
+            data = orjson.dumps(json)
+        return self.client.post(path, data=data, headers=headers, content_type=content_type, **kwargs)
+
+    def get(self, path, **kwargs):
+        """GET, with no key."""
+        return self.client.get(path, **kwargs)

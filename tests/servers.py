@@ -1,0 +1,121 @@
+"""Starting real servers for tests: gunicorn with the service, on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def service_env(**overrides: str) -> dict[str, str]:
+    """The current environment without the service's settings, plus overrides."""
+    names = ("REGNO_ENV", "MODEL_PATH", "API_KEYS", "API_KEYS_FILE", "BIND", "WORKERS", "WORKER_CLASS",
+             "THREADS", "TIMEOUT", "GRACEFUL_TIMEOUT", "PRELOAD", "PICK_THRESHOLD", "MAX_BODY_BYTES")
+    env = {name: value for name, value in os.environ.items() if name not in names}
+    env.update(overrides)
+    return env
+
+
+class Server:
+    """A running server process, its base URL and the file its stderr goes to."""
+
+    def __init__(self, process: subprocess.Popen, base_url: str, log: Path):
+        self.process, self.base_url, self.log = process, base_url, log
+
+    def output(self) -> str:
+        """What the server has written to stderr so far."""
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def worker_pids(self) -> list[int]:
+        """PIDs of the started process's children (gunicorn's workers, when it is gunicorn)."""
+        return children(self.process.pid)
+
+
+def children(pid: int) -> list[int]:
+    """PIDs of a process's direct children."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def wait_until_ready(server: Server, seconds: float = 30.0) -> None:
+    """Poll /health/ready until it answers 200; fail early if the server died."""
+    deadline = time.monotonic() + seconds
+    base_url, process = server.base_url, server.process
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: {server.output()}")
+        try:
+            if requests.get(f"{base_url}/health/ready", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{base_url} not ready after {seconds} s")
+
+
+def wait_for_workers(server: Server, workers: int, seconds: float = 30.0) -> None:
+    """Wait until every worker has logged its warm-up, so tests meet all of them."""
+    deadline = time.monotonic() + seconds
+    while server.output().count("worker warmed up") < workers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fewer than {workers} workers warmed up in {seconds} s")
+        time.sleep(0.05)
+
+
+def stop(server: Server, seconds: float = 20.0) -> str:
+    """SIGTERM the server, wait for it, and return what it wrote to stderr."""
+    process = server.process
+    if process.poll() is None:
+        # The whole group: `make run` is a parent of gunicorn and does not pass signals on.
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return server.output()
+
+
+def start(command: list[str], env: Mapping[str, str], log: Path, port: int) -> Server:
+    """Start a server command in the repo root with its stderr going to log."""
+    with open(log, "wb") as stream:
+        process = subprocess.Popen(command, cwd=ROOT, env=dict(env), stdout=subprocess.DEVNULL, stderr=stream,
+                                   start_new_session=True)
+    return Server(process, f"http://127.0.0.1:{port}", log)
+
+
+def run_gunicorn(env: Mapping[str, str], seconds: float = 30.0) -> subprocess.CompletedProcess:
+    """Run gunicorn to completion (for start-ups that must fail); stderr is captured."""
+    return subprocess.run([str(GUNICORN), "-c", "gunicorn.conf.py"], cwd=ROOT, env=service_env(**env),
+                          capture_output=True, text=True, timeout=seconds)
+
+
+@contextmanager
+def gunicorn(env: Mapping[str, str], log: Path, workers: int = 3) -> Iterator[Server]:
+    """A real gunicorn running the service with several workers, ready to serve."""
+    port = free_port()
+    full_env = service_env(BIND=f"127.0.0.1:{port}", WORKERS=str(workers), **env)
+    server = start([str(GUNICORN), "-c", "gunicorn.conf.py"], full_env, log, port)
+    try:
+        wait_until_ready(server)
+        wait_for_workers(server, workers)
+        yield server
+    finally:
+        stop(server)

@@ -1,0 +1,127 @@
+"""The service under a real multi-worker gunicorn: parity over HTTP, bad input, start-up failures."""
+
+from __future__ import annotations
+
+import re
+import socket
+
+import orjson
+import pytest
+import requests
+
+from tests.conftest import API_KEY
+from tests.servers import gunicorn, run_gunicorn
+
+pytestmark = pytest.mark.gunicorn
+HEADERS = {"x-api-key": API_KEY, "content-type": "application/json"}
+
+
+def _as_production_sends(row: dict[str, str]) -> dict:
+    """A CSV row turned into the JSON types production sends."""
+    return dict(row, recognition_accuracy=float(row["recognition_accuracy"]),
+                afts_regno_ai_score=float(row["afts_regno_ai_score"]), direction=int(row["direction"]))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """gunicorn with three workers on the bundled model."""
+    log = tmp_path_factory.mktemp("gunicorn") / "stderr.log"
+    with gunicorn({"API_KEYS": API_KEY}, log, workers=3) as running:
+        yield running
+
+
+def test_team_model_parity_over_http(team_model, team_sample, team_expected, tmp_path):
+    """Through gunicorn with the team's model, every sample row gives the team's probabilities."""
+    with gunicorn({"API_KEYS": API_KEY, "MODEL_PATH": str(team_model)}, tmp_path / "log", workers=2) as running:
+        with requests.Session() as session:
+            for index, (row, (negative, positive)) in enumerate(zip(team_sample, team_expected)):
+                response = session.post(f"{running.base_url}/reg/", data=orjson.dumps(_as_production_sends(row)),
+                                        headers=HEADERS, timeout=5)
+                assert response.status_code == 200, response.text
+                body = response.json()["body"]
+                assert body["positive"] == pytest.approx(positive, abs=1e-9), f"row {index}"
+                assert body["negative"] == pytest.approx(negative, abs=1e-9), f"row {index}"
+
+
+def test_workers_share_one_preloaded_model(server):
+    """The model loads once in the master; each of the three workers warms up on its own."""
+    workers = server.worker_pids()
+    assert len(workers) == 3
+    output = server.output()
+    loads = re.findall(r"\[(\d+)\] INFO regno: model .* loaded", output)
+    warmed = {int(pid) for pid in re.findall(r"\[(\d+)\] INFO regno: worker warmed up", output)}
+    assert loads == [str(server.process.pid)]
+    assert warmed == set(workers)
+
+
+def test_scores_and_survives_bad_input(server, record):
+    """Bad requests of every sort get 4xx envelopes and the workers keep answering."""
+    url = f"{server.base_url}/reg/"
+    bad = [
+        (b"{", HEADERS, 400),
+        (b"[]", HEADERS, 400),
+        (orjson.dumps(dict(record, direction=7)), HEADERS, 400),
+        (b"x" * 200_000, HEADERS, 413),
+        (orjson.dumps(record), {"x-api-key": API_KEY, "content-type": "text/plain"}, 415),
+        (orjson.dumps(record), {"content-type": "application/json"}, 401),
+    ]
+    for _ in range(3):  # enough rounds to reach every worker
+        for data, headers, status in bad:
+            response = requests.post(url, data=data, headers=headers, timeout=5)
+            assert response.status_code == status
+            assert response.json()["status"] == "fail"
+    assert requests.get(f"{server.base_url}/missing", timeout=5).json() == {"body": "not found: /missing",
+                                                                            "status": "fail"}
+    good = [requests.post(url, data=orjson.dumps(record), headers=HEADERS, timeout=5) for _ in range(12)]
+    assert {response.status_code for response in good} == {200}
+    assert len({response.content for response in good}) == 1
+
+
+def test_chunked_body_over_limit_is_413(server):
+    """A chunked upload with no Content-Length is still cut off at the limit."""
+    def chunks():
+        for _ in range(100):
+            yield b"x" * 4096
+
+    response = requests.post(f"{server.base_url}/reg/", data=chunks(), headers=HEADERS, timeout=5)
+    assert response.status_code == 413
+    assert response.json()["status"] == "fail"
+
+
+def test_half_sent_request_does_not_block_others(server, record):
+    """A client that stops mid-body ties up one worker at most; the others keep answering."""
+    port = int(server.base_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as stalled:
+        stalled.sendall(b"POST /reg/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"x-api-key: " + API_KEY.encode() + b"\r\nContent-Length: 1000\r\n\r\n{")
+        response = requests.post(f"{server.base_url}/reg/", data=orjson.dumps(record), headers=HEADERS, timeout=5)
+        assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"API_KEYS": API_KEY, "MODEL_PATH": "/nonexistent/model.cbm"}, "model file not found: /nonexistent/model.cbm"),
+        ({}, "no API key configured"),
+        ({"API_KEYS": API_KEY, "WORKERS": "lots"}, "WORKERS='lots' is invalid"),
+        ({"API_KEYS": API_KEY, "PRELOAD": "false", "MODEL_PATH": "/nonexistent/model.cbm"}, "model file not found"),
+    ],
+    ids=["missing model", "no key in production", "bad setting", "missing model without preload"],
+)
+def test_bad_start_is_one_clear_line(env, message):
+    """A start-up that cannot work exits non-zero with one line naming the problem, no traceback."""
+    result = run_gunicorn(dict(env, BIND="127.0.0.1:0", WORKERS=env.get("WORKERS", "2")))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "regno-api cannot start" in line]
+    assert len(lines) >= 1 and message in lines[0]
+
+
+def test_corrupt_model_is_one_clear_line(tmp_path):
+    """A corrupt model file stops start-up with one line."""
+    broken = tmp_path / "broken.cbm"
+    broken.write_bytes(b"\x00not a model" * 100)
+    result = run_gunicorn({"API_KEYS": API_KEY, "MODEL_PATH": str(broken), "BIND": "127.0.0.1:0"})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert f"regno-api cannot start: model file {broken} is not a CatBoost model" in result.stderr
