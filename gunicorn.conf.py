@@ -25,6 +25,14 @@ accesslog = None
 control_socket_disable = True
 
 
+def on_starting(server):
+    """Without preload, build the app once in the master first: a bad model then stops gunicorn with one line, not a crash loop of workers."""
+    if not preload_app:
+        from service import create_app_or_exit
+
+        create_app_or_exit()  # loads and checks only; no prediction runs in the master
+
+
 def post_worker_init(worker):
     """Warm the model up in each worker: native thread pools do not survive the fork, so no prediction runs in the master."""
     from service import warm_up

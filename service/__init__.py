@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from flask import Flask
 
-from config import Settings
-from model.scorer import Scorer
+from config import Settings, SettingsError
+from model.scorer import ModelLoadError, Scorer
 from service import envelope, health, scoring, state
 from service.auth import ApiKeys
 
 log = logging.getLogger("regno")
+
+#: gunicorn's exit code for "App failed to load": its master halts instead of respawning workers.
+APP_LOAD_ERROR = 4
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -29,6 +33,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.development and not settings.api_keys:
         log.warning("development mode: accepting the development API key only")
     return app
+
+
+def create_app_or_exit(settings: Settings | None = None) -> Flask:
+    """create_app, or one line an operator can act on and exit, instead of a traceback from gunicorn."""
+    try:
+        return create_app(settings)
+    except (SettingsError, ModelLoadError) as error:
+        print(f"regno-api cannot start: {error}", file=sys.stderr, flush=True)
+        sys.exit(APP_LOAD_ERROR)
 
 
 def register_blueprints(app: Flask) -> None:
