@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
+import time
 
 import orjson
 import pytest
@@ -125,3 +128,28 @@ def test_corrupt_model_is_one_clear_line(tmp_path):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert f"regno-api cannot start: model file {broken} is not a CatBoost model" in result.stderr
+
+
+def test_sigterm_lets_in_flight_request_finish(tmp_path, record):
+    """On SIGTERM a worker finishes the request it is reading before it exits (graceful shutdown)."""
+    body = orjson.dumps(record)
+    with gunicorn({"API_KEYS": API_KEY, "GRACEFUL_TIMEOUT": "10"}, tmp_path / "log", workers=2) as running:
+        port = int(running.base_url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"POST /reg/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nx-api-key: "
+                           + API_KEY.encode() + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+                           + body[:10])
+            time.sleep(0.5)  # the worker is now inside the request, waiting for the rest of the body
+            os.kill(running.process.pid, signal.SIGTERM)
+            time.sleep(0.5)
+            client.sendall(body[10:])
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+                chunk = client.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert b'"status":"ok"' in answer
+        running.process.wait(15)
+        assert running.process.returncode == 0
