@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # make run's development defaults; anything set in the environment wins.
 REGNO_ENV ?= development
 
-.PHONY: run test model bench-record clean
+.PHONY: run test model bench-record bench-cache redis-server clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "make: no python3 found; install Python 3.11" >&2; exit 1; }
@@ -26,8 +26,12 @@ $(VENV)/.installed-test: $(VENV)/.installed
 run: $(VENV)/.installed
 	REGNO_ENV=$(REGNO_ENV) exec $(BIN)/gunicorn -c gunicorn.conf.py
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test redis-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The tests start their own redis-server; install it with the system package manager when missing.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || scripts/install-system-package redis-server redis-server
 
 # Retrain the bundled model on simulated passes (seeded: the same predictions come out; CatBoost stamps a fresh GUID, so not the same bytes).
 model: $(VENV)/.installed-test
@@ -36,6 +40,10 @@ model: $(VENV)/.installed-test
 # In-process cost of one record: this service's path against the team's original approach.
 bench-record: $(VENV)/.installed-test
 	$(BIN)/python -m model.bench
+
+# What a cache hit costs against a model call, measured in one run (starts its own redis-server).
+bench-cache: $(VENV)/.installed-test redis-server
+	$(BIN)/python -m loadtest.bench_cache
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

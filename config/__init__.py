@@ -42,6 +42,20 @@ class Settings:
     pick_threshold: float = 0.5
     #: Largest request body accepted, in bytes; larger gives 413.
     max_body_bytes: int = 64 * 1024
+    #: Redis for the shared (L2) cache, e.g. redis://:password@host:6379/0; none means L1 only.
+    redis_url: str | None = None
+    #: Seconds a cached score lives in Redis.
+    cache_ttl_s: int = 3600
+    #: Entries of the in-process (L1) LRU cache in each worker; 0 turns it off.
+    cache_l1_size: int = 10_000
+    #: Connect and read timeout of each Redis call, in milliseconds.
+    redis_timeout_ms: int = 20
+    #: Prefix of every cache key in Redis.
+    cache_prefix: str = "regno:"
+    #: Consecutive Redis failures that open the circuit breaker.
+    cache_breaker_failures: int = 3
+    #: Seconds the breaker stays open before one probe call may try Redis again.
+    cache_breaker_cooldown_s: float = 5.0
     #: Log level of the service's own logger.
     log_level: str = "INFO"
     #: gunicorn: address to listen on.
@@ -78,6 +92,8 @@ class Settings:
             raise SettingsError(f"REGNO_ENV must be 'production' or 'development', got {self.env!r}")
         if not self.development and not self.api_keys:
             raise SettingsError("no API key configured: set API_KEYS or API_KEYS_FILE (or REGNO_ENV=development)")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
         if not self.development and DEVELOPMENT_KEY in self.api_keys:
             raise SettingsError(f"the development key {DEVELOPMENT_KEY!r} is not allowed outside development mode")
 
@@ -87,22 +103,8 @@ class Settings:
         env = os.environ if environ is None else environ
         reader = _Reader(env)
         default = cls()
-        return cls(
-            env=reader.get("REGNO_ENV", str, default.env),
-            model_path=reader.get("MODEL_PATH", Path, default.model_path),
-            api_keys=_api_keys(env),
-            pick_threshold=reader.get("PICK_THRESHOLD", _probability, default.pick_threshold),
-            max_body_bytes=reader.get("MAX_BODY_BYTES", _positive_int, default.max_body_bytes),
-            log_level=reader.get("LOG_LEVEL", str.upper, default.log_level),
-            bind=reader.get("BIND", str, default.bind),
-            workers=reader.get("WORKERS", _positive_int, default.workers),
-            worker_class=reader.get("WORKER_CLASS", str, default.worker_class),
-            threads=reader.get("THREADS", _positive_int, default.threads),
-            timeout=reader.get("TIMEOUT", _positive_int, default.timeout),
-            graceful_timeout=reader.get("GRACEFUL_TIMEOUT", _positive_int, default.graceful_timeout),
-            keepalive=reader.get("KEEPALIVE", _non_negative_int, default.keepalive),
-            preload=reader.get("PRELOAD", _boolean, default.preload),
-        )
+        values = {field: reader.get(name, parse, getattr(default, field)) for name, (field, parse) in _VARIABLES.items()}
+        return cls(api_keys=_api_keys(env), **values)
 
 
 class _Reader:
@@ -151,6 +153,14 @@ def _non_negative_int(raw: str) -> int:
     return value
 
 
+def _positive_float(raw: str) -> float:
+    """A finite number above 0."""
+    value = float(raw)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError("must be a number above 0")
+    return value
+
+
 def _probability(raw: str) -> float:
     """A number between 0 and 1."""
     value = float(raw)
@@ -167,3 +177,28 @@ def _boolean(raw: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ValueError("must be true or false")
+
+
+#: Environment variable -> (setting, parser). API_KEYS and API_KEYS_FILE are read together by _api_keys.
+_VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
+    "REGNO_ENV": ("env", str),
+    "MODEL_PATH": ("model_path", Path),
+    "PICK_THRESHOLD": ("pick_threshold", _probability),
+    "MAX_BODY_BYTES": ("max_body_bytes", _positive_int),
+    "REDIS_URL": ("redis_url", str),
+    "CACHE_TTL_S": ("cache_ttl_s", _positive_int),
+    "CACHE_L1_SIZE": ("cache_l1_size", _non_negative_int),
+    "REDIS_TIMEOUT_MS": ("redis_timeout_ms", _positive_int),
+    "CACHE_PREFIX": ("cache_prefix", str),
+    "CACHE_BREAKER_FAILURES": ("cache_breaker_failures", _positive_int),
+    "CACHE_BREAKER_COOLDOWN_S": ("cache_breaker_cooldown_s", _positive_float),
+    "LOG_LEVEL": ("log_level", str.upper),
+    "BIND": ("bind", str),
+    "WORKERS": ("workers", _positive_int),
+    "WORKER_CLASS": ("worker_class", str),
+    "THREADS": ("threads", _positive_int),
+    "TIMEOUT": ("timeout", _positive_int),
+    "GRACEFUL_TIMEOUT": ("graceful_timeout", _positive_int),
+    "KEEPALIVE": ("keepalive", _non_negative_int),
+    "PRELOAD": ("preload", _boolean),
+}

@@ -7,6 +7,8 @@ import re
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import orjson
+
 #: The ten fields production sends; anything else in a record is ignored.
 FIELDS = (
     "regno_recognize",
@@ -162,6 +164,12 @@ def parse_record(record: Any) -> Record:
         time_check=_timestamp(record),
         direction=_direction(record),
     )
+
+
+def canonical_bytes(record: Record) -> bytes:
+    """The record in one canonical form: field order, numeric strings and double encoding leave no trace."""
+    # orjson writes floats in their shortest round-trip form and datetimes as RFC 3339, both deterministic.
+    return orjson.dumps(tuple(record))
 
 
 def json_kind(value: Any) -> str:

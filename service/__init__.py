@@ -11,6 +11,7 @@ from config import Settings, SettingsError
 from model.scorer import ModelLoadError, Scorer
 from service import envelope, health, scoring, state
 from service.auth import ApiKeys
+from service.cache import ScoreCache, model_identity
 
 log = logging.getLogger("regno")
 
@@ -26,10 +27,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     scorer = Scorer.load(settings.model_path)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    state.init_app(app, state.ServiceState(settings, scorer, ApiKeys(settings.effective_api_keys())))
+    keys = ApiKeys(settings.effective_api_keys())
+    cache = ScoreCache.from_settings(settings)
+    state.init_app(app, state.ServiceState(settings, scorer, keys, cache, model_identity(scorer)))
     register_blueprints(app)
     envelope.register_error_handlers(app)
     log.info("model %s loaded from %s (sha256 %s)", scorer.version, scorer.path, scorer.checksum[:12])
+    log.info("cache: L1 %d entries per worker, L2 %s", settings.cache_l1_size,
+             "redis" if settings.redis_url else "off")
     if settings.development and not settings.api_keys:
         log.warning("development mode: accepting the development API key only")
     return app

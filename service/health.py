@@ -36,5 +36,6 @@ def status():
             "status": "ok",
             "model": {"version": state.scorer.version, "checksum": state.scorer.checksum},
             "uptime_s": round(time.monotonic() - state.started, 3),
+            "cache": state.cache.status(),
         }
     )

@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, request
 
 from model.records import Record, parse_record
 from model.scorer import Score
+from service.cache import cache_key
 from service.envelope import ok
 from service.request_body import read_json_object
 from service.state import service_state
@@ -37,5 +38,11 @@ def score_one():
     """Score one record."""
     state = service_state(current_app)
     record = parse_record(read_json_object(request))
-    score = state.scorer.score(record)
-    return ok(answer_body(record, score, state.settings.pick_threshold, state.scorer.version))
+    key = cache_key(state.settings.cache_prefix, state.model_identity, record)
+    score, cached = state.cache.get(key)
+    if score is None:
+        score = state.scorer.score(record)
+        state.cache.put(key, score)
+    response = ok(answer_body(record, score, state.settings.pick_threshold, state.scorer.version))
+    response.headers["X-Cache"] = cached
+    return response

@@ -10,6 +10,7 @@ from flask import Flask
 from config import Settings
 from model.scorer import Scorer
 from service.auth import ApiKeys
+from service.cache import ScoreCache
 
 _EXTENSION = "regno"
 
@@ -21,6 +22,9 @@ class ServiceState:
     settings: Settings
     scorer: Scorer
     api_keys: ApiKeys
+    cache: ScoreCache
+    #: The cache-key identity of the loaded model, computed once.
+    model_identity: bytes = b""
     started: float = field(default_factory=time.monotonic)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import pytest
+from pytest_redis import factories
 
 from config import Settings
 from model import BUNDLED_MODEL
@@ -21,6 +23,18 @@ TEAM_ORDER = [
     "camera_class", "weekday", "month", "regno_template", "regno_template_ai", "afts_regno_ai_text",
     "regno_recognize_text",
 ]
+
+
+#: A real redis-server on a free port for the whole session, and a client that empties it after each test.
+redis_server = factories.redis_proc(executable=shutil.which("redis-server") or "redis-server", port=None)
+redis_client = factories.redisdb("redis_server")
+#: A second one that tests may kill and restart.
+redis_flaky = factories.redis_proc(executable=shutil.which("redis-server") or "redis-server", port=None)
+
+
+def redis_url(process) -> str:
+    """The URL of a pytest-redis process."""
+    return f"redis://{process.host}:{process.port}/0"
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -70,6 +84,14 @@ def record() -> dict:
         "time_check": "2021-08-01 19:11:48",
         "direction": 1,
     }
+
+
+@pytest.fixture(scope="session")
+def simulated_records() -> list[dict]:
+    """Twenty simulated records, all different."""
+    from model.simulate import simulate_records
+
+    return simulate_records(20, seed=99)
 
 
 @pytest.fixture(scope="session")

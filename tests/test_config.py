@@ -82,3 +82,16 @@ def test_unknown_environment_name_is_refused():
     """A typo in REGNO_ENV does not silently mean production or development."""
     with pytest.raises(SettingsError, match="REGNO_ENV"):
         Settings.from_env({"REGNO_ENV": "prod", "API_KEYS": "k"}).check()
+
+
+def test_every_setting_has_a_variable_documented_in_the_readme():
+    """Each setting is read from one variable, and the README's settings table names every variable."""
+    from dataclasses import fields
+    from pathlib import Path
+
+    from config import _VARIABLES
+
+    assert {field for field, _ in _VARIABLES.values()} | {"api_keys"} == {f.name for f in fields(Settings)}
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    for name in [*_VARIABLES, "API_KEYS", "API_KEYS_FILE"]:
+        assert f"| `{name}` |" in readme, name

@@ -1,0 +1,103 @@
+"""The two-level score cache: an LRU in each worker (L1) in front of Redis shared by all (L2)."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import threading
+
+from cachetools import LRUCache
+
+from config import Settings
+from model.records import Record, canonical_bytes
+from model.scorer import Score, Scorer
+from service.breaker import CircuitBreaker
+from service.redis_store import RedisStore
+
+HIT_L1, HIT_L2, MISS = "hit-l1", "hit-l2", "miss"
+# Two little-endian doubles: exact, so a cached answer is byte-for-byte the model's.
+_SCORE = struct.Struct("<2d")
+
+
+def model_identity(scorer: Scorer) -> bytes:
+    """What distinguishes one model from another in cache keys: its version and file checksum."""
+    return f"{scorer.version}\0{scorer.checksum}".encode()
+
+
+def cache_key(prefix: str, identity: bytes, record: Record) -> str:
+    """The cache key of a record scored by the model with this identity."""
+    digest = hashlib.blake2b(identity + b"\0" + canonical_bytes(record), digest_size=16).hexdigest()
+    return f"{prefix}{digest}"
+
+
+def encode_score(score: Score) -> bytes:
+    """A score as 16 bytes."""
+    return _SCORE.pack(score.negative, score.positive)
+
+
+def decode_score(data: bytes) -> Score | None:
+    """A score from its 16 bytes, or None for anything else."""
+    return Score(*_SCORE.unpack(data)) if len(data) == _SCORE.size else None
+
+
+class ScoreCache:
+    """Looks scores up in L1, then L2, and stores new ones in both; never raises, never waits on a write."""
+
+    def __init__(self, prefix: str, l1_size: int, store: RedisStore | None):
+        self.prefix = prefix
+        self.store = store
+        self._l1: LRUCache | None = LRUCache(maxsize=l1_size) if l1_size > 0 else None
+        # cachetools caches are not thread-safe; gthread workers serve several requests at once.
+        self._l1_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "ScoreCache":
+        """The cache the settings describe: L1 of CACHE_L1_SIZE, L2 when REDIS_URL is set."""
+        store = None
+        if settings.redis_url:
+            breaker = CircuitBreaker(settings.cache_breaker_failures, settings.cache_breaker_cooldown_s)
+            store = RedisStore(settings.redis_url, settings.cache_ttl_s, settings.redis_timeout_ms, breaker)
+        return cls(settings.cache_prefix, settings.cache_l1_size, store)
+
+    def get(self, key: str) -> tuple[Score | None, str]:
+        """The cached score and where it was found (hit-l1, hit-l2), or (None, miss)."""
+        if self._l1 is not None:
+            with self._l1_lock:
+                score = self._l1.get(key)
+            if score is not None:
+                return score, HIT_L1
+        if self.store is not None:
+            data = self.store.get(key)
+            score = decode_score(data) if data is not None else None
+            if data is not None and score is None:
+                self.store.counters.bad_values += 1
+            if score is not None:
+                self._remember(key, score)
+                return score, HIT_L2
+        return None, MISS
+
+    def put(self, key: str, score: Score) -> None:
+        """Store a freshly computed score in L1 now and in L2 in the background."""
+        self._remember(key, score)
+        if self.store is not None:
+            self.store.put(key, encode_score(score))
+
+    def _remember(self, key: str, score: Score) -> None:
+        """Put a score in L1, if there is one."""
+        if self._l1 is not None:
+            with self._l1_lock:
+                self._l1[key] = score
+
+    def clear_l1(self) -> None:
+        """Empty this worker's L1."""
+        if self._l1 is not None:
+            with self._l1_lock:
+                self._l1.clear()
+
+    def status(self) -> dict:
+        """Sizes, breaker state and counters, for /health."""
+        redis_status: dict = {"state": "off"}
+        if self.store is not None:
+            redis_status = {"state": self.store.breaker.state, **vars(self.store.counters)}
+        l1 = {"size": len(self._l1), "max": self._l1.maxsize} if self._l1 is not None else {"size": 0, "max": 0}
+        return {"l1": l1, "redis": redis_status}
