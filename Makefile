@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # make run's development defaults; anything set in the environment wins.
 REGNO_ENV ?= development
 
-.PHONY: run test model bench-record bench-cache redis-server clean
+.PHONY: run test model bench-record bench-cache bench-overhead redis-server prometheus clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "make: no python3 found; install Python 3.11" >&2; exit 1; }
@@ -26,12 +26,16 @@ $(VENV)/.installed-test: $(VENV)/.installed
 run: $(VENV)/.installed
 	REGNO_ENV=$(REGNO_ENV) exec $(BIN)/gunicorn -c gunicorn.conf.py
 
-test: $(VENV)/.installed-test redis-server
+test: $(VENV)/.installed-test redis-server prometheus
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The tests start their own redis-server; install it with the system package manager when missing.
+# The tests start their own redis-server and Prometheus; install them with the system package manager when missing.
 redis-server:
-	@command -v redis-server >/dev/null 2>&1 || scripts/install-system-package redis-server redis-server
+	@scripts/install-system-package redis-server redis-server
+
+prometheus:
+	@scripts/install-system-package prometheus prometheus
+	@scripts/install-system-package promtool prometheus
 
 # Retrain the bundled model on simulated passes (seeded: the same predictions come out; CatBoost stamps a fresh GUID, so not the same bytes).
 model: $(VENV)/.installed-test
@@ -44,6 +48,11 @@ bench-record: $(VENV)/.installed-test
 # What a cache hit costs against a model call, measured in one run (starts its own redis-server).
 bench-cache: $(VENV)/.installed-test redis-server
 	$(BIN)/python -m loadtest.bench_cache
+
+# Throughput of /reg/ with metrics and Sentry on against both off, under the same gunicorn, in one run.
+bench-overhead: $(VENV)/.installed-test
+	@scripts/install-system-package wrk wrk
+	$(BIN)/python -m loadtest.bench_overhead
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,6 +1,10 @@
 """gunicorn settings, read through config/, and the hooks the service needs; nothing else lives here."""
 
+import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 from config import Settings, SettingsError
 
@@ -8,6 +12,15 @@ try:
     _settings = Settings.from_env()
 except SettingsError as _error:
     sys.exit(f"regno-api cannot start: {_error}")
+
+# prometheus_client picks its multiprocess mode when it is first imported, so the folder must be in the
+# environment before the app (and the library) load, in the master, before any worker exists.
+_metrics_dir_is_ours = _settings.prometheus_multiproc_dir is None
+# Every metric update writes to these memory-mapped files: on tmpfs (/dev/shm) they never touch a disk.
+_shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+_metrics_dir = _settings.prometheus_multiproc_dir or Path(tempfile.mkdtemp(prefix="regno-metrics-", dir=_shm))
+_metrics_dir.mkdir(parents=True, exist_ok=True)  # emptied in on_starting, which runs once, not on reloads
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 
 wsgi_app = "service.wsgi:app"
 bind = [_settings.bind]
@@ -20,13 +33,16 @@ keepalive = _settings.keepalive
 # Preloading loads the model once in the master; the forked workers share its memory pages.
 preload_app = _settings.preload
 loglevel = _settings.log_level.lower()
-accesslog = None
+accesslog = None  # the app writes its own JSON access line
 # The control socket sits at one fixed path per user, which clashes between instances; nothing here uses it.
 control_socket_disable = True
 
 
 def on_starting(server):
-    """Without preload, build the app once in the master first: a bad model then stops gunicorn with one line, not a crash loop of workers."""
+    """Empty the metrics folder of an earlier run's files; without preload, also check the app can load (one line if not)."""
+    from service.metrics_files import prepare
+
+    prepare(_metrics_dir)
     if not preload_app:
         from service import create_app_or_exit
 
@@ -34,7 +50,27 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    """Warm the model up in each worker: native thread pools do not survive the fork, so no prediction runs in the master."""
-    from service import warm_up
+    """Start the worker's own Sentry client, warm-up prediction and gauges: none of them survive a fork."""
+    from service import start_worker
 
-    warm_up(worker.wsgi)
+    start_worker(worker.wsgi)
+
+
+def worker_exit(server, worker):
+    """Send this worker's queued Sentry events before it goes."""
+    from service import sentry
+
+    sentry.flush()
+
+
+def child_exit(server, worker):
+    """Fold a dead worker's metric files into the archive, so worker recycling does not pile files up."""
+    from service.metrics_files import archive_dead_worker
+
+    archive_dead_worker(_metrics_dir, worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics folder if this run made it."""
+    if _metrics_dir_is_ours:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -56,6 +56,20 @@ class Settings:
     cache_breaker_failures: int = 3
     #: Seconds the breaker stays open before one probe call may try Redis again.
     cache_breaker_cooldown_s: float = 5.0
+    #: Export Prometheus metrics at /metrics.
+    metrics_enabled: bool = True
+    #: Require the API key on /metrics too (it needs none by default, for scrapers).
+    metrics_require_key: bool = False
+    #: Folder where gunicorn's workers keep their metrics; set by gunicorn.conf.py when unset.
+    prometheus_multiproc_dir: Path | None = None
+    #: Sentry DSN; unset turns Sentry off. A secret: comes from the environment only.
+    sentry_dsn: str | None = None
+    #: Sentry environment name; REGNO_ENV when unset.
+    sentry_environment: str | None = None
+    #: Share of requests traced by Sentry.
+    sentry_traces_sample_rate: float = 0.0
+    #: Serve POST /debug/sentry, which raises on purpose, to check that errors reach Sentry.
+    sentry_debug_route: bool = False
     #: Log level of the service's own logger.
     log_level: str = "INFO"
     #: gunicorn: address to listen on.
@@ -192,6 +206,13 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "CACHE_PREFIX": ("cache_prefix", str),
     "CACHE_BREAKER_FAILURES": ("cache_breaker_failures", _positive_int),
     "CACHE_BREAKER_COOLDOWN_S": ("cache_breaker_cooldown_s", _positive_float),
+    "METRICS_ENABLED": ("metrics_enabled", _boolean),
+    "METRICS_REQUIRE_KEY": ("metrics_require_key", _boolean),
+    "PROMETHEUS_MULTIPROC_DIR": ("prometheus_multiproc_dir", Path),
+    "SENTRY_DSN": ("sentry_dsn", str),
+    "SENTRY_ENVIRONMENT": ("sentry_environment", str),
+    "SENTRY_TRACES_SAMPLE_RATE": ("sentry_traces_sample_rate", _probability),
+    "SENTRY_DEBUG_ROUTE": ("sentry_debug_route", _boolean),
     "LOG_LEVEL": ("log_level", str.upper),
     "BIND": ("bind", str),
     "WORKERS": ("workers", _positive_int),

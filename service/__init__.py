@@ -9,9 +9,10 @@ from flask import Flask
 
 from config import Settings, SettingsError
 from model.scorer import ModelLoadError, Scorer
-from service import envelope, health, scoring, state
+from service import access_log, debug, envelope, health, scoring, sentry, state
 from service.auth import ApiKeys
 from service.cache import ScoreCache, model_identity
+from service.metrics import init_metrics
 
 log = logging.getLogger("regno")
 
@@ -20,7 +21,7 @@ APP_LOAD_ERROR = 4
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Build the app: check settings, load the model once, register blueprints and error handlers."""
+    """Build the app: check settings, load the model once, register blueprints, metrics and error handlers."""
     settings = settings or Settings.from_env()
     settings.check()
     configure_logger(settings)
@@ -29,12 +30,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     keys = ApiKeys(settings.effective_api_keys())
     cache = ScoreCache.from_settings(settings)
-    state.init_app(app, state.ServiceState(settings, scorer, keys, cache, model_identity(scorer)))
-    register_blueprints(app)
+    access_log.init_app(app)
+    metrics = init_metrics(app, settings, keys.require) if settings.metrics_enabled else None
+    if metrics is not None and cache.store is not None:
+        cache.store.counters.sink = metrics.redis_event
+        cache.store.breaker.on_change = metrics.breaker_changed
+    state.init_app(app, state.ServiceState(settings, scorer, keys, cache, model_identity(scorer), metrics))
+    register_blueprints(app, settings)
     envelope.register_error_handlers(app)
+    if metrics is not None and settings.prometheus_multiproc_dir is None:
+        metrics.worker_started(scorer, cache.breaker_state)  # one process: it is its own worker
     log.info("model %s loaded from %s (sha256 %s)", scorer.version, scorer.path, scorer.checksum[:12])
-    log.info("cache: L1 %d entries per worker, L2 %s", settings.cache_l1_size,
-             "redis" if settings.redis_url else "off")
+    log.info("cache: L1 %d entries per worker, L2 %s; metrics %s; sentry %s", settings.cache_l1_size,
+             "redis" if settings.redis_url else "off", "on" if metrics else "off",
+             "on" if settings.sentry_dsn else "off")
     if settings.development and not settings.api_keys:
         log.warning("development mode: accepting the development API key only")
     return app
@@ -49,23 +58,35 @@ def create_app_or_exit(settings: Settings | None = None) -> Flask:
         sys.exit(APP_LOAD_ERROR)
 
 
-def register_blueprints(app: Flask) -> None:
-    """One blueprint per concern."""
+def register_blueprints(app: Flask, settings: Settings) -> None:
+    """One blueprint per concern; the debug one only when asked for."""
     app.register_blueprint(scoring.bp)
     app.register_blueprint(health.bp)
+    if settings.sentry_debug_route:
+        app.register_blueprint(debug.bp)
 
 
 def configure_logger(settings: Settings) -> None:
-    """Log the service's own lines to stderr at the configured level."""
+    """Service lines to stderr at the configured level; access lines as bare JSON."""
     if not log.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"))
         log.addHandler(handler)
         log.propagate = False
+        access = logging.getLogger("regno.access")
+        access_handler = logging.StreamHandler()
+        access_handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(access_handler)
+        access.propagate = False
     log.setLevel(settings.log_level)
+    logging.getLogger("regno.access").setLevel(settings.log_level)
 
 
-def warm_up(app: Flask) -> None:
-    """Run the probe prediction in this process (called in each gunicorn worker after the fork)."""
-    score = state.service_state(app).scorer.probe()
+def start_worker(app: Flask) -> None:
+    """Per-worker start, after the fork: Sentry, the probe prediction, the worker's gauges."""
+    current = state.service_state(app)
+    sentry.init_sentry(current.settings, current.scorer.version)
+    score = current.scorer.probe()
+    if current.metrics is not None:
+        current.metrics.worker_started(current.scorer, current.cache.breaker_state)
     log.info("worker warmed up: probe positive=%.6f", score.positive)

@@ -17,6 +17,8 @@ class CircuitBreaker:
     """
 
     def __init__(self, failures: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic):
+        #: Called with the new state after every change of state, outside the lock.
+        self.on_change: Callable[[str], None] | None = None
         self.failures = failures
         self.cooldown_s = cooldown_s
         self._clock = clock
@@ -40,24 +42,35 @@ class CircuitBreaker:
         with self._lock:
             if self._state == CLOSED:
                 return True
-            if self._state == OPEN and self._clock() - self._opened_at >= self.cooldown_s:
-                self._state = HALF_OPEN  # this caller is the probe; others wait for its outcome
-                return True
-            return False
+            if self._state != OPEN or self._clock() - self._opened_at < self.cooldown_s:
+                return False
+            self._state = HALF_OPEN  # this caller is the probe; others wait for its outcome
+        self._changed(HALF_OPEN)
+        return True
 
     def record_success(self) -> None:
         """A call succeeded: close the breaker."""
         with self._lock:
+            changed = self._state != CLOSED
             self._state = CLOSED
             self._failed_in_a_row = 0
+        if changed:
+            self._changed(CLOSED)
 
     def record_failure(self) -> bool:
         """A call failed; returns True if this failure opened the breaker."""
         with self._lock:
             self._failed_in_a_row += 1
-            if self._state == HALF_OPEN or (self._state == CLOSED and self._failed_in_a_row >= self.failures):
+            opens = self._state == HALF_OPEN or (self._state == CLOSED and self._failed_in_a_row >= self.failures)
+            if opens:
                 self._state = OPEN
                 self._opened_at = self._clock()
                 self.openings += 1
-                return True
-            return False
+        if opens:
+            self._changed(OPEN)
+        return opens
+
+    def _changed(self, state: str) -> None:
+        """Tell the listener, if any, about a new state."""
+        if self.on_change is not None:
+            self.on_change(state)

@@ -15,6 +15,8 @@ from service.breaker import CircuitBreaker
 from service.redis_store import RedisStore
 
 HIT_L1, HIT_L2, MISS = "hit-l1", "hit-l2", "miss"
+#: A miss because Redis failed or its breaker is open (the X-Cache header still says miss).
+ERROR = "error"
 # Two little-endian doubles: exact, so a cached answer is byte-for-byte the model's.
 _SCORE = struct.Struct("<2d")
 
@@ -60,20 +62,22 @@ class ScoreCache:
         return cls(settings.cache_prefix, settings.cache_l1_size, store)
 
     def get(self, key: str) -> tuple[Score | None, str]:
-        """The cached score and where it was found (hit-l1, hit-l2), or (None, miss)."""
+        """The cached score and where it was found (hit-l1, hit-l2), or None and miss (error if Redis failed)."""
         if self._l1 is not None:
             with self._l1_lock:
                 score = self._l1.get(key)
             if score is not None:
                 return score, HIT_L1
         if self.store is not None:
-            data = self.store.get(key)
+            data, answered = self.store.get(key)
             score = decode_score(data) if data is not None else None
             if data is not None and score is None:
-                self.store.counters.bad_values += 1
+                self.store.counters.add("bad_values")
             if score is not None:
                 self._remember(key, score)
                 return score, HIT_L2
+            if not answered:
+                return None, ERROR
         return None, MISS
 
     def put(self, key: str, score: Score) -> None:
@@ -88,6 +92,11 @@ class ScoreCache:
             with self._l1_lock:
                 self._l1[key] = score
 
+    @property
+    def breaker_state(self) -> str:
+        """The Redis breaker's state, or off without Redis."""
+        return self.store.breaker.state if self.store is not None else "off"
+
     def clear_l1(self) -> None:
         """Empty this worker's L1."""
         if self._l1 is not None:
@@ -98,6 +107,6 @@ class ScoreCache:
         """Sizes, breaker state and counters, for /health."""
         redis_status: dict = {"state": "off"}
         if self.store is not None:
-            redis_status = {"state": self.store.breaker.state, **vars(self.store.counters)}
+            redis_status = {"state": self.store.breaker.state, **self.store.counters.as_dict()}
         l1 = {"size": len(self._l1), "max": self._l1.maxsize} if self._l1 is not None else {"size": 0, "max": 0}
         return {"l1": l1, "redis": redis_status}

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 import orjson
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from model.records import RecordError
+from service import sentry
 
 log = logging.getLogger("regno")
 
@@ -40,8 +41,21 @@ def _http_message(error: HTTPException) -> str:
     return error.description or error.name
 
 
+#: Which part of a scoring request a body-level rejection is counted against.
+_BODY_FAILURES = {400: "body", 413: "body", 415: "content_type"}
+
+
+def _count_validation_failure(field: str) -> None:
+    """Count a rejected scoring request by the field at fault."""
+    metrics = current_app.extensions["regno"].metrics
+    if metrics is not None:
+        metrics.validation_failures.labels(field).inc()
+
+
 def handle_http_error(error: HTTPException) -> Response:
     """Any HTTP error (404, 405, 413, 415, 401, 400 ...) in the fail envelope, keeping its headers."""
+    if request.blueprint == "scoring" and error.code in _BODY_FAILURES:
+        _count_validation_failure(_BODY_FAILURES[error.code])
     response = fail(_http_message(error), error.code or 500)
     for name, value in error.get_headers():
         if name.lower() != "content-type":
@@ -51,12 +65,14 @@ def handle_http_error(error: HTTPException) -> Response:
 
 def handle_record_error(error: RecordError) -> Response:
     """A record that fails validation: 400 naming the field."""
+    _count_validation_failure(error.field)
     return fail(str(error), 400)
 
 
 def handle_unexpected(error: Exception) -> Response:
     """A bug: logged with its traceback, answered 500 without details."""
     log.exception("unhandled error on %s %s", request.method, request.path)
+    sentry.capture(error)
     return fail("internal error", 500)
 
 

@@ -8,6 +8,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import redis
 from redis.backoff import NoBackoff
@@ -26,15 +27,31 @@ WRITE_BATCH = 100
 LOG_INTERVAL_S = 5.0
 
 
+#: The kinds of event RedisCounters counts.
+EVENTS = ("errors", "writes", "writes_dropped", "bad_values", "breaker_openings")
+
+
 @dataclass
 class RedisCounters:
-    """What happened between this worker and Redis."""
+    """What happened between this worker and Redis, for /health; each count also goes to `sink` if set."""
 
     errors: int = 0
     writes: int = 0
     writes_dropped: int = 0
     bad_values: int = 0
     breaker_openings: int = 0
+    #: Called with (event, count) on every count, e.g. to mirror them into Prometheus.
+    sink: Callable[[str, int], None] | None = field(default=None, repr=False, compare=False)
+
+    def add(self, event: str, count: int = 1) -> None:
+        """Count `count` events of one kind."""
+        setattr(self, event, getattr(self, event) + count)
+        if self.sink is not None:
+            self.sink(event, count)
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts by event."""
+        return {name: getattr(self, name) for name in EVENTS}
 
 
 @dataclass
@@ -84,30 +101,30 @@ class RedisStore:
 
     def _failed(self, action: str, error: Exception) -> None:
         """Count a failure, feed the breaker, and complain at most once per interval."""
-        self.counters.errors += 1
+        self.counters.add("errors")
         if self.breaker.record_failure():
-            self.counters.breaker_openings += 1
+            self.counters.add("breaker_openings")
         self._complaints.warning("redis %s failed, scoring without it: %s: %s (breaker %s)", action,
                                  type(error).__name__, error, self.breaker.state)
 
-    def get(self, key: str) -> bytes | None:
-        """The stored value, or None when absent, when Redis fails, or while the breaker is open."""
+    def get(self, key: str) -> tuple[bytes | None, bool]:
+        """(stored value or None, whether Redis answered); never raises, skips Redis while the breaker is open."""
         if not self.breaker.allow():
-            return None
+            return None, False
         try:
             value = self._process_local().client.get(key)
         except Exception as error:  # noqa: BLE001 - whatever Redis does, the caller scores from the model
             self._failed("read", error)
-            return None
+            return None, False
         self.breaker.record_success()
-        return value
+        return value, True
 
     def put(self, key: str, value: bytes) -> None:
         """Queue a write for the background writer; drop it if the queue is full."""
         try:
             self._process_local().writes.put_nowait((key, value))
         except queue.Full:
-            self.counters.writes_dropped += 1
+            self.counters.add("writes_dropped")
 
     def _write_loop(self, client: redis.Redis, writes: queue.Queue) -> None:
         """Send queued writes in pipelined batches for as long as the process lives."""
@@ -127,7 +144,7 @@ class RedisStore:
     def _write_batch(self, client: redis.Redis, batch: list[tuple[str, bytes]]) -> None:
         """SET each (key, value) with the TTL in one pipeline, unless the breaker is open."""
         if not self.breaker.allow():
-            self.counters.writes_dropped += len(batch)
+            self.counters.add("writes_dropped", len(batch))
             return
         try:
             pipeline = client.pipeline(transaction=False)
@@ -137,14 +154,14 @@ class RedisStore:
         except redis.ResponseError as error:
             # Redis answered (full, read-only replica...): it is up, so reads may go on.
             self.breaker.record_success()
-            self.counters.writes_dropped += len(batch)
+            self.counters.add("writes_dropped", len(batch))
             self._complaints.warning("redis refused a write: %s", error)
         except Exception as error:  # noqa: BLE001 - the writer thread must never die
-            self.counters.writes_dropped += len(batch)
+            self.counters.add("writes_dropped", len(batch))
             self._failed("write", error)
         else:
             self.breaker.record_success()
-            self.counters.writes += len(batch)
+            self.counters.add("writes", len(batch))
 
     def flush_writes(self, timeout_s: float = 5.0) -> bool:
         """Wait until queued writes are sent (for tests and shutdown); True if the queue emptied in time."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request
+import time
+
+from flask import Blueprint, current_app, g, request
 
 from model.records import Record, parse_record
 from model.scorer import Score
-from service.cache import cache_key
+from service.cache import ERROR, MISS, cache_key
 from service.envelope import ok
 from service.request_body import read_json_object
+from service.sentry import remember_plates
 from service.state import service_state
 
 bp = Blueprint("scoring", __name__, url_prefix="/reg")
@@ -38,11 +41,27 @@ def score_one():
     """Score one record."""
     state = service_state(current_app)
     record = parse_record(read_json_object(request))
+    remember_plates(record.regno_recognize, record.afts_regno_ai)
     key = cache_key(state.settings.cache_prefix, state.model_identity, record)
     score, cached = state.cache.get(key)
     if score is None:
-        score = state.scorer.score(record)
+        score, timings = _score(state, record)
         state.cache.put(key, score)
-    response = ok(answer_body(record, score, state.settings.pick_threshold, state.scorer.version))
-    response.headers["X-Cache"] = cached
+    body = answer_body(record, score, state.settings.pick_threshold, state.scorer.version)
+    g.cache_result = cached
+    if state.metrics is not None:
+        state.metrics.looked_up(cached.replace("-", "_"))
+        if cached in (MISS, ERROR):
+            state.metrics.scored(score.positive, body["source"], body["model"], *timings)
+    response = ok(body)
+    response.headers["X-Cache"] = MISS if cached == ERROR else cached
     return response
+
+
+def _score(state, record: Record) -> tuple[Score, tuple[float, float]]:
+    """Score a record with the model; also the seconds spent building features and predicting."""
+    started = time.perf_counter()
+    vector = state.scorer.build_vector(record)
+    built = time.perf_counter()
+    score = state.scorer.predict_vectors([vector])[0]
+    return score, (built - started, time.perf_counter() - built)

@@ -1,4 +1,4 @@
-"""What the service holds per process: settings, the loaded model, the accepted keys."""
+"""What the service holds per process: settings, the loaded model, keys, cache and metrics."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from config import Settings
 from model.scorer import Scorer
 from service.auth import ApiKeys
 from service.cache import ScoreCache
+from service.metrics import ServiceMetrics
 
 _EXTENSION = "regno"
 
@@ -24,7 +25,9 @@ class ServiceState:
     api_keys: ApiKeys
     cache: ScoreCache
     #: The cache-key identity of the loaded model, computed once.
-    model_identity: bytes = b""
+    model_identity: bytes
+    #: None when METRICS_ENABLED is false.
+    metrics: ServiceMetrics | None
     started: float = field(default_factory=time.monotonic)
 
 

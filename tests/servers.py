@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -117,5 +118,31 @@ def gunicorn(env: Mapping[str, str], log: Path, workers: int = 3) -> Iterator[Se
         wait_until_ready(server)
         wait_for_workers(server, workers)
         yield server
+    finally:
+        stop(server)
+
+
+@contextmanager
+def prometheus(config: Path, folder: Path) -> Iterator[str]:
+    """A real Prometheus server with this config, its data in folder; yields its base URL."""
+    executable = shutil.which("prometheus")
+    if executable is None:
+        raise RuntimeError("prometheus is not installed: `make test` installs it (apt-get install prometheus)")
+    port = free_port()
+    command = [executable, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
+               f"--web.listen-address=127.0.0.1:{port}"]
+    server = start(command, os.environ, folder / "prometheus.log", port)
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            try:
+                if requests.get(f"{server.base_url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if server.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"prometheus did not start: {server.output()[-2000:]}")
+            time.sleep(0.1)
+        yield server.base_url
     finally:
         stop(server)

@@ -1,0 +1,30 @@
+"""The debug blueprint: POST /debug/sentry fails on purpose, to check that errors reach Sentry scrubbed."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, request
+
+from model.records import parse_record
+from service.request_body import read_json_object
+from service.sentry import remember_plates
+from service.state import service_state
+
+bp = Blueprint("debug", __name__, url_prefix="/debug")
+
+
+@bp.before_request
+def require_api_key() -> None:
+    """Debug routes need a key like scoring does."""
+    service_state(current_app).api_keys.require()
+
+
+class ForcedError(RuntimeError):
+    """The error /debug/sentry raises."""
+
+
+@bp.post("/sentry")
+def sentry_test():
+    """Raise an error that carries the record's plate, as a careless bug would."""
+    record = parse_record(read_json_object(request))
+    remember_plates(record.regno_recognize, record.afts_regno_ai)
+    raise ForcedError(f"forced error while scoring {record.afts_regno_ai} against {record.regno_recognize}")

@@ -1,0 +1,178 @@
+"""Prometheus metrics: /metrics from prometheus-flask-exporter, HTTP and service metrics, per app."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_flask_exporter import PrometheusMetrics
+from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
+from config import Settings
+from model.scorer import Scorer
+from service.redis_store import EVENTS
+
+#: Request latency buckets, in seconds: resolve the sub-millisecond to 100 ms range the service lives in.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+#: Buckets for in-process steps (features, inference), in seconds.
+STEP_BUCKETS = (0.00002, 0.00005, 0.0001, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.002, 0.005, 0.01, 0.05)
+#: Buckets of the positive score: the distribution a data scientist watches for drift.
+SCORE_BUCKETS = tuple(round(0.05 * step, 2) for step in range(1, 21))
+#: Redis breaker states as gauge values; -1 when no Redis is configured.
+BREAKER_CODES = {"off": -1, "closed": 0, "half-open": 1, "open": 2}
+#: Label values exported at 0 from the start, so queries and alerts see the series before the first event.
+CACHE_RESULTS = ("hit_l1", "hit_l2", "miss", "error")
+
+
+class ServiceMetrics:
+    """The service's own metrics, registered on one registry (one per app, so tests can build many apps)."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.inference = Histogram("regno_inference_seconds", "CatBoost predict time per record",
+                                   buckets=STEP_BUCKETS, registry=registry)
+        self.features = Histogram("regno_features_seconds", "Feature-vector build time per record",
+                                  buckets=STEP_BUCKETS, registry=registry)
+        self.cache_lookups = Counter("regno_cache_lookups_total", "Scoring requests by cache outcome",
+                                     ["result"], registry=registry)
+        self.breaker_state = Gauge("regno_redis_breaker_state",
+                                   "Redis circuit breaker: -1 off, 0 closed, 1 half-open, 2 open (worst worker)",
+                                   multiprocess_mode="livemax", registry=registry)
+        self.redis_events = Counter("regno_redis_events_total", "Redis errors, writes and dropped writes",
+                                    ["event"], registry=registry)
+        self.validation_failures = Counter("regno_validation_failures_total", "Rejected requests by field",
+                                           ["field"], registry=registry)
+        self.positive = Histogram("regno_positive_score", "Distribution of the positive probability of model calls",
+                                  ["model"], buckets=SCORE_BUCKETS, registry=registry)
+        self.picks = Counter("regno_picks_total", "Picked plate by source, of model calls", ["source", "model"],
+                             registry=registry)
+        self.model_info = Gauge("regno_model_info", "The loaded model (value 1)", ["version", "checksum"],
+                                multiprocess_mode="livemax", registry=registry)
+        self._lookups: dict[str, Counter] = {}
+        self._scored: dict[tuple[str, str], tuple] = {}
+        self.workers_alive = Gauge("regno_workers_alive", "Worker processes serving", multiprocess_mode="livesum",
+                                   registry=registry)
+
+    def worker_started(self, scorer: Scorer, breaker_state: str) -> None:
+        """Set the per-process gauges; called in each worker after the fork (never in the master)."""
+        self.workers_alive.set(1)
+        self.model_info.labels(scorer.version, scorer.checksum).set(1)
+        self.breaker_changed(breaker_state)
+        for result in CACHE_RESULTS:
+            self.cache_lookups.labels(result).inc(0)  # inc(0) writes this worker's own zero
+        for event in EVENTS:
+            self.redis_events.labels(event).inc(0)
+
+    def breaker_changed(self, state: str) -> None:
+        """Record the breaker's new state."""
+        self.breaker_state.set(BREAKER_CODES[state])
+
+    def redis_event(self, event: str, count: int) -> None:
+        """Count a Redis event."""
+        self.redis_events.labels(event).inc(count)
+
+    def looked_up(self, cache_result: str) -> None:
+        """Count one scoring request by cache outcome (hit_l1, hit_l2, miss, error)."""
+        lookups = self._lookups.get(cache_result)
+        if lookups is None:  # resolving labels costs more than the update: once per value
+            lookups = self._lookups[cache_result] = self.cache_lookups.labels(cache_result)
+        lookups.inc()
+
+    def scored(self, positive: float, source: str, model: str, features_s: float, inference_s: float) -> None:
+        """Record one model call: its timings and the drift signals.
+
+        Only model calls count towards the score distribution and the picks: a cache hit repeats a pass
+        already counted, and resent passes should not weigh more in the drift signals.
+        """
+        children = self._scored.get((source, model))
+        if children is None:
+            children = self._scored[(source, model)] = (self.positive.labels(model), self.picks.labels(source, model))
+        positive_histogram, picks = children
+        positive_histogram.observe(positive)
+        picks.inc()
+        self.features.observe(features_s)
+        self.inference.observe(inference_s)
+
+
+class HttpMetrics:
+    """The request duration histogram and request counter, by endpoint, method and status.
+
+    prometheus-flask-exporter's default hooks record these too, but they resolve label values through
+    Flask's proxies on every request: py-spy put them at 7% of a worker's time under load. These hooks
+    record the same metrics, under the same names, with label children resolved once per combination.
+    """
+
+    #: Methods counted as themselves; any other method a client invents is counted as "other".
+    METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+    def __init__(self, registry: CollectorRegistry):
+        self.duration = Histogram("regno_http_request_duration_seconds", "HTTP request duration in seconds",
+                                  ["method", "endpoint", "status"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.total = Counter("regno_http_request_total", "HTTP requests", ["method", "status"], registry=registry)
+        self._children: dict[tuple, tuple] = {}
+
+    def started(self) -> None:
+        """before_request: note the start time."""
+        g.metrics_started = time.perf_counter()
+
+    def finished(self, response: Response) -> Response:
+        """after_request: observe the duration and count the request."""
+        started = g.get("metrics_started")
+        if started is None or g.get("metrics_skip"):
+            return response
+        method = request.method if request.method in self.METHODS else "other"
+        key = (method, request.endpoint, response.status_code)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.duration.labels(method, str(request.endpoint), str(response.status_code)),
+                self.total.labels(method, str(response.status_code)),
+            )
+        duration, total = children
+        duration.observe(time.perf_counter() - started)
+        total.inc()
+        return response
+
+
+def init_metrics(app: Flask, settings: Settings, require_key) -> ServiceMetrics:
+    """Serve /metrics (all workers together), record HTTP metrics, and create the service metrics."""
+    registry = CollectorRegistry()
+    multiprocess = settings.prometheus_multiproc_dir is not None
+    exporter_class = GunicornInternalPrometheusMetrics if multiprocess else PrometheusMetrics
+    exporter = exporter_class.for_app_factory(
+        registry=registry,
+        export_defaults=False,  # HttpMetrics records them, cheaper; see its docstring
+        metrics_decorator=_unrecorded(_with_key(require_key) if settings.metrics_require_key else None),
+    )
+    exporter.init_app(app)
+    http = HttpMetrics(registry)
+    app.before_request(http.started)
+    app.after_request(http.finished)
+    return ServiceMetrics(registry)
+
+
+def _unrecorded(decorator):
+    """Wrap the /metrics view so scrapes are not counted as traffic, then apply decorator if any."""
+    def decorate(view):
+        @functools.wraps(view)
+        def unrecorded(*args, **kwargs):
+            g.metrics_skip = True
+            return view(*args, **kwargs)
+
+        return decorator(unrecorded) if decorator else unrecorded
+
+    return decorate
+
+
+def _with_key(require_key):
+    """A decorator that runs the API-key check before the metrics view."""
+    def decorate(view):
+        @functools.wraps(view)
+        def guarded(*args, **kwargs):
+            require_key()
+            return view(*args, **kwargs)
+
+        return guarded
+
+    return decorate

@@ -1,0 +1,43 @@
+"""The folder where gunicorn's workers keep Prometheus metrics: emptied at start, compacted as workers die.
+
+prometheus_client's multiprocess mode gives each process its own files and never deletes counter or
+histogram files, so a recycling worker pool would pile them up without bound. When a worker dies its
+files are added into one archive file per type (their totals must survive it) and removed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.multiprocess import mark_process_dead
+
+#: Metric types whose values outlive the process that counted them.
+CUMULATIVE_TYPES = ("counter", "histogram", "summary")
+
+
+def prepare(folder: Path) -> None:
+    """Create the folder and delete what an earlier run left in it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+
+
+def archive_dead_worker(folder: Path, pid: int) -> None:
+    """Fold a dead worker's counters and histograms into the archive files, then drop its files."""
+    mark_process_dead(pid, str(folder))  # its live gauges (workers alive, breaker state, model info) go
+    for gauge in folder.glob(f"gauge_*_{pid}.db"):
+        gauge.unlink()  # and the others too: a gauge describes a living process (the exporter's info is one)
+    for kind in CUMULATIVE_TYPES:
+        dead = folder / f"{kind}_{pid}.db"
+        if not dead.exists():
+            continue
+        archive = MmapedDict(str(folder / f"{kind}_archive.db"))
+        try:
+            for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(str(dead)):
+                total, _ = archive.read_value(key)
+                archive.write_value(key, total + value, timestamp)
+        finally:
+            archive.close()
+        os.unlink(dead)  # after the archive holds its values, so a scrape never loses a count

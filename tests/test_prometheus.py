@@ -1,0 +1,163 @@
+"""A real Prometheus scraping a real multi-worker gunicorn: exact counts, and every dashboard and alert query answers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import orjson
+import pytest
+import requests
+import yaml
+
+from tests.conftest import API_KEY
+from tests.servers import ROOT, gunicorn, prometheus
+
+pytestmark = pytest.mark.gunicorn
+CONFIG = ROOT / "config" / "prometheus"
+DASHBOARD = ROOT / "config" / "grafana" / "dashboards" / "regno-api.json"
+HEADERS = {"x-api-key": API_KEY, "content-type": "application/json"}
+SCORED = 'sum(regno_http_request_duration_seconds_count{endpoint="scoring.score_one"})'
+# `<query> <comparison> <number>`: the alert rules are written so, and the query must answer with data.
+ALERT_SHAPE = re.compile(r"^(?P<query>.+?)\s*(?:>=|<=|==|!=|>|<)\s*[0-9.eE+-]+$")
+
+
+def _dashboard_queries() -> list[str]:
+    """Every PromQL expression of every dashboard panel."""
+    panels = json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"]
+    return [target["expr"] for panel in panels for target in panel["targets"]]
+
+
+def _alert_rules() -> list[dict]:
+    """Every alert rule in the committed rules file."""
+    rules = yaml.safe_load((CONFIG / "alerts.yml").read_text(encoding="utf-8"))
+    return [rule for group in rules["groups"] for rule in group["rules"]]
+
+
+def _promtool(*args: str) -> subprocess.CompletedProcess:
+    """Run promtool with args."""
+    executable = shutil.which("promtool")
+    assert executable, "promtool is not installed: `make test` installs it with prometheus"
+    return subprocess.run([executable, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_promtool_accepts_config_and_rules():
+    """promtool check config and check rules pass on the committed files."""
+    config = _promtool("check", "config", str(CONFIG / "prometheus.yml"))
+    assert config.returncode == 0, config.stdout + config.stderr
+    rules = _promtool("check", "rules", str(CONFIG / "alerts.yml"))
+    assert rules.returncode == 0, rules.stdout + rules.stderr
+    assert f"SUCCESS: {len(_alert_rules())} rules found" in rules.stdout
+
+
+def test_dashboard_has_the_required_panels():
+    """The dashboard has a panel for each thing operations watch."""
+    titles = " | ".join(panel["title"] for panel in json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"])
+    for words in ("Request rate", "p50 / p95 / p99", "Error ratio by status", "inference time", "Cache",
+                  "breaker", "Validation failures by field", "positive score distribution", "Pick by source",
+                  "Loaded model"):
+        assert words.lower() in titles.lower(), words
+
+
+def _query(base: str, expression: str) -> list:
+    """The result vector of an instant query."""
+    answer = requests.get(f"{base}/api/v1/query", params={"query": expression}, timeout=10).json()
+    assert answer["status"] == "success", (expression, answer)
+    return answer["data"]["result"]
+
+
+def _wait_for(base: str, expression: str, value: float, seconds: float = 40) -> None:
+    """Wait until an instant query answers exactly value."""
+    deadline = time.monotonic() + seconds
+    seen = None
+    while time.monotonic() < deadline:
+        result = _query(base, expression)
+        seen = float(result[0]["value"][1]) if result else None
+        if seen == value:
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"{expression} stayed at {seen}, expected {value}")
+
+
+def _send(base_url: str, bodies: list[bytes], headers: dict) -> list[int]:
+    """POST every body to /reg/, four at a time, and return the statuses."""
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(lambda body: requests.post(f"{base_url}/reg/", data=body, headers=headers,
+                                                         timeout=10).status_code, bodies))
+
+
+@pytest.fixture(scope="module")
+def scraped(tmp_path_factory, simulated_records):
+    """gunicorn with 3 workers, scraped every second by a real Prometheus loaded with the committed rules."""
+    folder = tmp_path_factory.mktemp("prometheus")
+    metrics_dir = folder / "multiproc"
+    env = {"API_KEYS": API_KEY, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    with gunicorn(env, folder / "gunicorn.log", workers=3) as server:
+        config = yaml.safe_load((CONFIG / "prometheus.yml").read_text(encoding="utf-8"))
+        config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+        config["rule_files"] = [str(CONFIG / "alerts.yml")]
+        config["scrape_configs"][0]["static_configs"] = [{"targets": [server.base_url.removeprefix("http://")]}]
+        (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
+        with prometheus(folder / "prometheus.yml", folder) as base:
+            yield server, base, metrics_dir
+
+
+def test_counts_are_exact_and_every_query_answers(scraped, simulated_records, record):
+    """N requests over three workers count exactly N; every dashboard and alert query returns data."""
+    server, base, _ = scraped
+    good = [orjson.dumps(item) for item in simulated_records] * 3  # repeats become cache hits
+    bad = [orjson.dumps(dict(record, direction=9))] * 7 + [b"{"] * 3
+    statuses = _send(server.base_url, good + bad, HEADERS)
+    assert statuses.count(200) == len(good) and statuses.count(400) == len(bad)
+    _wait_for(base, SCORED, len(good) + len(bad))
+    _wait_for(base, 'sum(regno_http_request_duration_seconds_count{endpoint="scoring.score_one",status="400"})',
+              len(bad))
+    _wait_for(base, 'sum(regno_cache_lookups_total)', len(good))
+    _wait_for(base, "sum(regno_workers_alive)", 3)
+    time.sleep(2)  # a few more scrapes, so every rate() has two points
+    for expression in _dashboard_queries():
+        result = _query(base, expression.replace("$__rate_interval", "1m"))
+        assert result, f"dashboard query returned no data: {expression}"
+    for rule in _alert_rules():
+        shape = ALERT_SHAPE.match(rule["expr"])
+        assert shape, f"alert {rule['alert']} is not `<query> <comparison> <number>`"
+        assert _query(base, shape["query"]), f"alert {rule['alert']} query returned no data"
+    loaded = requests.get(f"{base}/api/v1/rules", timeout=10).json()["data"]["groups"][0]["rules"]
+    assert {rule["name"] for rule in loaded} == {rule["alert"] for rule in _alert_rules()}
+    assert {rule["health"] for rule in loaded} <= {"ok", "unknown"}
+
+
+def test_queries_name_only_exported_metrics(scraped):
+    """Every metric a dashboard or alert query names is one the service exports (or Prometheus's own up)."""
+    server, _, _ = scraped
+    exported = set(re.findall(r"^(\w+)", requests.get(f"{server.base_url}/metrics", timeout=5).text, re.M))
+    expressions = _dashboard_queries() + [rule["expr"] for rule in _alert_rules()]
+    named = {name for expression in expressions for name in re.findall(r"\b(regno_\w+|up)\b(?=\s*[{\[)]|\s*$|\s)",
+                                                                        expression)}
+    assert named, "no metric names found in the queries"
+    assert named - exported <= {"up"}, named - exported
+
+
+def test_counts_survive_a_worker_restart_and_files_stay_bounded(scraped, record):
+    """A worker killed and replaced loses no counts, and its files are folded into the archive."""
+    server, base, metrics_dir = scraped
+    before = float(_query(base, SCORED)[0]["value"][1])
+    victim = server.worker_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while (victim in server.worker_pids() or len(server.worker_pids()) < 3) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    body = orjson.dumps(record)
+    assert set(_send(server.base_url, [body] * 30, HEADERS)) == {200}
+    _wait_for(base, SCORED, before + 30)
+    _wait_for(base, "sum(regno_workers_alive)", 3)
+    names = [path.name for path in metrics_dir.glob("*.db")]
+    assert not [name for name in names if name.endswith(f"_{victim}.db")]
+    assert "counter_archive.db" in names and "histogram_archive.db" in names
