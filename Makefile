@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # make run's development defaults; anything set in the environment wins.
 REGNO_ENV ?= development
 
-.PHONY: run test model bench-record bench-cache bench-overhead redis-server prometheus clean
+.PHONY: run test load model bench bench-record bench-cache bench-overhead redis-server prometheus clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "make: no python3 found; install Python 3.11" >&2; exit 1; }
@@ -49,10 +49,30 @@ bench-record: $(VENV)/.installed-test
 bench-cache: $(VENV)/.installed-test redis-server
 	$(BIN)/python -m loadtest.bench_cache
 
+# Throughput against a bare Flask floor, the team's approach, and memory, in one run (starts everything itself).
+bench: $(VENV)/.installed-test redis-server
+	@scripts/install-system-package wrk wrk
+	$(BIN)/python -m loadtest.bench $(BENCH_ARGS)
+
 # Throughput of /reg/ with metrics and Sentry on against both off, under the same gunicorn, in one run.
 bench-overhead: $(VENV)/.installed-test
 	@scripts/install-system-package wrk wrk
 	$(BIN)/python -m loadtest.bench_overhead
+
+# Replay traffic at a fixed total rate against an ALREADY RUNNING service (start it first, e.g. `make run` in
+# another shell), then summarise Locust's CSVs; RECORDS=file.csv replays that CSV instead of simulated records.
+USERS ?= 20
+RATE ?= 500
+DURATION ?= 60s
+LOAD_HOST ?= http://127.0.0.1:5000
+REPORTS ?= reports/load
+RECORDS ?=
+load: $(VENV)/.installed-test
+	@mkdir -p $(REPORTS)
+	LOAD_RATE=$(RATE) LOAD_USERS=$(USERS) LOAD_RECORDS_CSV=$(RECORDS) $(BIN)/locust -f loadtest/locustfile.py \
+		--headless -u $(USERS) -r $(USERS) -t $(DURATION) --host $(LOAD_HOST) --csv $(REPORTS)/load \
+		--html $(REPORTS)/load.html --only-summary; status=$$?; \
+		$(BIN)/python -m loadtest.load_summary $(REPORTS)/load && exit $$status
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -49,6 +49,14 @@ def on_starting(server):
         create_app_or_exit()  # loads and checks only; no prediction runs in the master
 
 
+def when_ready(server):
+    """Freeze what the master loaded (the model first): forked workers then share those pages, as the GC never writes them."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def post_worker_init(worker):
     """Start the worker's own Sentry client, warm-up prediction and gauges: none of them survive a fork."""
     from service import start_worker

@@ -30,7 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     keys = ApiKeys(settings.effective_api_keys())
     cache = ScoreCache.from_settings(settings)
-    access_log.init_app(app)
+    access_log.init_app(app, enabled=logging.getLevelName(settings.log_level) <= logging.INFO)
     metrics = init_metrics(app, settings, keys.require) if settings.metrics_enabled else None
     if metrics is not None and cache.store is not None:
         cache.store.counters.sink = metrics.redis_event
@@ -67,23 +67,19 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
 
 
 def configure_logger(settings: Settings) -> None:
-    """Service lines to stderr at the configured level; access lines as bare JSON."""
+    """Service lines to stderr at the configured level."""
     if not log.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"))
         log.addHandler(handler)
         log.propagate = False
-        access = logging.getLogger("regno.access")
-        access_handler = logging.StreamHandler()
-        access_handler.setFormatter(logging.Formatter("%(message)s"))
-        access.addHandler(access_handler)
-        access.propagate = False
     log.setLevel(settings.log_level)
-    logging.getLogger("regno.access").setLevel(settings.log_level)
 
 
 def start_worker(app: Flask) -> None:
     """Per-worker start, after the fork: Sentry, the probe prediction, the worker's gauges."""
+    if "regno" not in app.extensions:
+        return  # another app under this gunicorn config (the benchmark's floor)
     current = state.service_state(app)
     sentry.init_sentry(current.settings, current.scorer.version)
     score = current.scorer.probe()

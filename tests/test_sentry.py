@@ -32,6 +32,10 @@ class Receiver(BaseHTTPRequestHandler):
             body = gzip.decompress(body)
         elif encoding == "deflate":
             body = zlib.decompress(body)
+        elif encoding == "br":  # the SDK prefers brotli when the package is installed
+            import brotli
+
+            body = brotli.decompress(body)
         self.server.envelopes.append((self.path, body))
         self.send_response(200)
         self.end_headers()

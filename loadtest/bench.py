@@ -1,0 +1,187 @@
+"""Throughput against a floor, in one run: python -m loadtest.bench [--workers 2] [--worker-class sync].
+
+Starts, one after another under the same gunicorn config: (a) the floor, a bare Flask app that parses
+the JSON and answers a constant; (b) the service on unique records (no cache hit possible); (c) the
+service on 50 repeated records (cache hits); (d) the team's original approach (model loaded per
+request). The service runs with metrics on, Sentry on (a local receiver) and its L1 cache, as `make run` does;
+one more row adds Redis (a local redis-server, which then shares the same cores).
+Each is driven by wrk for the same time; it prints req/s, p50, p99, the ratio to the floor, and the
+resident and proportional memory of the master and each worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import orjson
+import requests
+
+from loadtest.bench_cache import start_redis
+from loadtest.bench_overhead import _Sink
+from model.bench import machine
+from model.simulate import simulate_records
+from tests.servers import GUNICORN, children, free_port, service_env, start, stop
+
+KEY = "bench-key"
+#: Stands in a body for the recognition_accuracy each request makes unique (quotes included, so a number replaces it).
+PLACEHOLDER = '"__ACC__"'
+
+
+@dataclass
+class Result:
+    """One scenario's figures."""
+
+    name: str
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    memory: list[tuple[str, int, int]]  # (process, RSS kB, PSS kB)
+
+
+def lua_script(bodies: list[bytes], unique: bool, folder: Path) -> Path:
+    """A wrk script that POSTs the bodies in turn; with unique, each gets a recognition_accuracy of its own."""
+    parts = []
+    for body in bodies:
+        text = body.decode()
+        prefix, _, suffix = text.partition(PLACEHOLDER) if unique else (text, "", "")
+        parts.append(f"{{[==[{prefix}]==], [==[{suffix}]==]}}")
+    script = folder / ("unique.lua" if unique else "repeat.lua")
+    value = 'string.format("%.6f", (n % 100000000) / 1000000)' if unique else '""'
+    script.write_text(
+        "local parts = {\n" + ",\n".join(parts) + "\n}\nlocal n = 0\n"
+        f'local headers = {{["Content-Type"] = "application/json", ["x-api-key"] = "{KEY}"}}\n'
+        "request = function()\n  n = n + 1\n  local p = parts[n % #parts + 1]\n"
+        f"  return wrk.format(\"POST\", \"/reg/\", headers, p[1] .. {value} .. p[2])\nend\n",
+        encoding="utf-8",
+    )
+    return script
+
+
+def run_wrk(url: str, script: Path, seconds: int, connections: int) -> tuple[float, float, float]:
+    """req/s, p50 ms and p99 ms from wrk; any non-2xx answer stops the bench."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("bench: wrk is not installed (make bench installs it)")
+    output = subprocess.run([wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+                            capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in output or "Socket errors" in output and "timeout" in output:
+        raise SystemExit(f"bench: errors during the run:\n{output}")
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    return rate, _percentile(output, "50%"), _percentile(output, "99%")
+
+
+def _percentile(output: str, label: str) -> float:
+    """A latency percentile from wrk's --latency table, in ms."""
+    value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def memory(pid: int) -> tuple[int, int]:
+    """RSS and PSS of a process, in kB."""
+    fields = dict(re.findall(r"^(Rss|Pss):\s+(\d+) kB", Path(f"/proc/{pid}/smaps_rollup").read_text(), re.M))
+    return int(fields["Rss"]), int(fields["Pss"])
+
+
+def serve(app: str, env: dict, folder: Path, workers: int, probe: bytes):
+    """Start gunicorn with the project's config on app; wait until every worker is up and a POST answers."""
+    port = free_port()
+    full_env = service_env(BIND=f"127.0.0.1:{port}", WORKERS=str(workers), **env)
+    server = start([str(GUNICORN), "-c", "gunicorn.conf.py", app], full_env, folder / "gunicorn.log", port)
+    deadline = time.monotonic() + 60
+    headers = {"content-type": "application/json", "x-api-key": KEY}
+    while True:
+        try:
+            if (requests.post(f"{server.base_url}/reg/", data=probe, headers=headers, timeout=10).status_code == 200
+                    and len(children(server.process.pid)) == workers):
+                return server
+        except requests.ConnectionError:
+            pass
+        if server.process.poll() is not None or time.monotonic() > deadline:
+            stop(server)
+            raise SystemExit(f"bench: {app} did not start: {server.output()[-2000:]}")
+        time.sleep(0.2)
+
+
+def measure(name: str, app: str, env: dict, script: Path, args, folder: Path, probe: bytes) -> Result:
+    """Serve app, warm it up, drive it with wrk, read its memory, stop it."""
+    server = serve(app, env, folder, args.workers, probe)
+    try:
+        run_wrk(f"{server.base_url}/reg/", script, 2, args.connections)  # warm-up
+        rate, p50, p99 = run_wrk(f"{server.base_url}/reg/", script, args.seconds, args.connections)
+        pids = [("master", server.process.pid)] + [(f"worker {i + 1}", pid)
+                                                    for i, pid in enumerate(children(server.process.pid))]
+        usage = [(label, *memory(pid)) for label, pid in pids]
+    finally:
+        stop(server)
+    return Result(name, rate, p50, p99, usage)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every scenario under one gunicorn setting and print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--worker-class", default="sync")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--skip-team", action="store_true", help="leave out the team's approach (slow)")
+    args = parser.parse_args(argv)
+
+    folder = Path(tempfile.mkdtemp(prefix="regno-bench-"))
+    redis_process, redis_url = start_redis()
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    common = {"API_KEYS": KEY, "WORKER_CLASS": args.worker_class, "THREADS": str(args.threads)}
+    service = {**common, "SENTRY_DSN": f"http://key@127.0.0.1:{sink.server_address[1]}/1"}
+    with_redis = {**service, "REDIS_URL": redis_url}
+    records = simulate_records(1000, seed=11)
+    unique = lua_script([orjson.dumps(dict(record, recognition_accuracy="__ACC__")) for record in records], True,
+                        folder)
+    repeated = lua_script([orjson.dumps(record) for record in records[:50]], False, folder)
+    probe = orjson.dumps(records[0])
+    scenarios = [
+        ("floor: bare Flask, parse JSON, constant answer", "loadtest.floor_app:app", common, repeated),
+        ("service, unique records (no cache hit)", "service.wsgi:app", service, unique),
+        ("service, 50 repeated records (L1 hits)", "service.wsgi:app", service, repeated),
+        ("service with Redis, unique records", "service.wsgi:app", with_redis, unique),
+    ]
+    if not args.skip_team:
+        scenarios.append(("team's approach: model loaded per request", "loadtest.team_app:app", common, unique))
+    try:
+        results = [measure(name, app, env, script, args, folder, probe) for name, app, env, script in scenarios]
+    finally:
+        redis_process.terminate()
+        sink.shutdown()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    floor = results[0].rate
+    print(f"Measured {datetime.date.today().isoformat()} on {machine()}; gunicorn {args.workers} "
+          f"{args.worker_class} workers{f' x {args.threads} threads' if args.threads > 1 else ''} and wrk "
+          f"(1 thread, {args.connections} connections) sharing the same {os.cpu_count()} cores; "
+          f"{args.seconds} s per scenario after a 2 s warm-up.\n")
+    print("| scenario | req/s | p50 ms | p99 ms | vs floor |")
+    print("|---|---:|---:|---:|---:|")
+    for result in results:
+        print(f"| {result.name} | {result.rate:,.0f} | {result.p50_ms:.2f} | {result.p99_ms:.2f} | "
+              f"{result.rate / floor:.2f} |")
+    print("\n| scenario | process | RSS MiB | PSS MiB |")
+    print("|---|---|---:|---:|")
+    for result in results:
+        for label, rss, pss in result.memory:
+            print(f"| {result.name.split(':')[0].split(',')[0]} | {label} | {rss / 1024:.0f} | {pss / 1024:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

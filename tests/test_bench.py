@@ -1,0 +1,44 @@
+"""The benchmarks run and report sane figures (their speed is measured by them, not asserted here)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.servers import ROOT
+
+pytestmark = [pytest.mark.gunicorn, pytest.mark.skipif(shutil.which("wrk") is None,
+                                                         reason="wrk is not installed (make bench installs it)")]
+
+
+def test_bench_reports_every_scenario_against_the_floor():
+    """`python -m loadtest.bench` prints a rate, p50 and p99 per scenario and memory per process."""
+    result = subprocess.run([sys.executable, "-m", "loadtest.bench", "--seconds", "1", "--skip-team"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = re.findall(r"^\| ((?:floor|service)[^|]*) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$",
+                      result.stdout, re.M)
+    assert [row[0].split(":")[0].split(",")[0] for row in rows] == ["floor", "service", "service", "service with Redis"]
+    for name, rate, p50, p99, ratio in rows:
+        assert float(rate.replace(",", "")) > 0, name
+        assert 0 < float(p50) <= float(p99), name
+        assert 0 < float(ratio) < 3, name
+    memory = re.findall(r"^\| \w[^|]* \| (master|worker \d) \| (\d+) \| (\d+) \|$", result.stdout, re.M)
+    assert len(memory) == 4 * 3  # a master and two workers per scenario
+    assert all(0 < int(pss) <= int(rss) for _, rss, pss in memory)
+
+
+def test_in_process_bench_compares_with_the_team_approach():
+    """`python -m model.bench` measures the service path and the team's approach side by side."""
+    result = subprocess.run([sys.executable, "-m", "model.bench", "--rounds", "1"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    baseline = re.search(r"\| team's approach[^|]*\| ([\d.]+) \| 1x \(baseline\) \|", result.stdout)
+    service = re.search(r"\| service: validate \+ features \+ predict \| ([\d.]+) \| ([\d,]+)x faster \|",
+                        result.stdout)
+    assert baseline and service, result.stdout
+    assert float(service.group(1)) > 0 and float(baseline.group(1)) > 0
