@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---:|---:|")
     for result in results:
         for label, rss, pss in result.memory:
-            print(f"| {result.name.split(':')[0].split(',')[0]} | {label} | {rss / 1024:.0f} | {pss / 1024:.0f} |")
+            print(f"| {result.name.split(':')[0].split(' (')[0]} | {label} | {rss / 1024:.0f} | {pss / 1024:.0f} |")
     return 0
 
 

@@ -117,7 +117,7 @@ def parse_score_list(text: str) -> tuple[float, ...]:
     """Read a bracketed list the contract's way: '[]' is (0.0,), else split the inside on commas."""
     if text == "[]":
         return (0.0,)
-    return tuple(float(piece) for piece in text[1:-1].split(","))
+    return tuple(map(float, text[1:-1].split(",")))
 
 
 def _score_list(record: dict, field: str) -> tuple[float, ...]:
@@ -129,7 +129,7 @@ def _score_list(record: dict, field: str) -> tuple[float, ...]:
         scores = parse_score_list(text)
     except ValueError:
         raise RecordError(field, f"must be a list of numbers separated by commas, got {_shown(text)}") from None
-    if not all(math.isfinite(score) for score in scores):
+    if not all(map(math.isfinite, scores)):
         raise RecordError(field, f"must hold finite numbers only, got {_shown(text)}")
     return scores
 

@@ -17,19 +17,28 @@ def _is_json(mimetype: str) -> bool:
 def read_body(request: Request) -> bytes:
     """The raw body, at most max_content_length bytes; 413 past that, with or without Content-Length."""
     limit = request.max_content_length
-    if request.content_length is None and limit is not None and request.environ.get("wsgi.input_terminated"):
+    length = request.content_length
+    stream = request.environ["wsgi.input"]
+    if length is not None:
+        if limit is not None and length > limit:
+            raise RequestEntityTooLarge()
+        # Read exactly Content-Length from the server's stream: werkzeug's wrapper around it costs more
+        # than the read itself (py-spy: 9% of a worker's time on cache hits).
+        return stream.read(length) if length else b""
+    if limit is not None and request.environ.get("wsgi.input_terminated"):
         # A chunked upload: werkzeug would cut it at the limit without a word, so read one byte more
         # from the server's (self-terminating) stream to tell a body at the limit from a longer one.
-        data = request.environ["wsgi.input"].read(limit + 1)
+        data = stream.read(limit + 1)
         if len(data) > limit:
             raise RequestEntityTooLarge()
         return data
-    return request.get_data(cache=False)  # raises 413 when Content-Length is past the limit
+    return request.get_data(cache=False)
 
 
 def read_json_object(request: Request) -> dict:
     """The request's JSON object; a JSON string holding an object is decoded once more (old clients)."""
-    if not _is_json(request.mimetype):
+    # The usual header is exactly this; only other ones pay for werkzeug's header parsing.
+    if request.environ.get("CONTENT_TYPE") != "application/json" and not _is_json(request.mimetype):
         shown = request.mimetype or "none"
         raise UnsupportedMediaType(f"Content-Type must be application/json, got {shown}")
     data = read_body(request)
