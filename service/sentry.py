@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from importlib import metadata
 from typing import Any
 
