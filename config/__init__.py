@@ -42,6 +42,8 @@ class Settings:
     pick_threshold: float = 0.5
     #: Largest request body accepted, in bytes; larger gives 413.
     max_body_bytes: int = 64 * 1024
+    #: Most records one CatBoost call takes when concurrent requests in a worker are batched together.
+    batch_max_size: int = 32
     #: Redis for the shared (L2) cache, e.g. redis://:password@host:6379/0; none means L1 only.
     redis_url: str | None = None
     #: Seconds a cached score lives in Redis.
@@ -199,6 +201,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "MODEL_PATH": ("model_path", Path),
     "PICK_THRESHOLD": ("pick_threshold", _probability),
     "MAX_BODY_BYTES": ("max_body_bytes", _positive_int),
+    "BATCH_MAX_SIZE": ("batch_max_size", _positive_int),
     "REDIS_URL": ("redis_url", str),
     "CACHE_TTL_S": ("cache_ttl_s", _positive_int),
     "CACHE_L1_SIZE": ("cache_l1_size", _non_negative_int),

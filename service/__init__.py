@@ -11,6 +11,7 @@ from config import Settings, SettingsError
 from model.scorer import ModelLoadError, Scorer
 from service import access_log, debug, envelope, health, scoring, sentry, state
 from service.auth import ApiKeys
+from service.batcher import MicroBatcher
 from service.cache import ScoreCache, model_identity
 from service.metrics import init_metrics
 
@@ -35,7 +36,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     if metrics is not None and cache.store is not None:
         cache.store.counters.sink = metrics.redis_event
         cache.store.breaker.on_change = metrics.breaker_changed
-    state.init_app(app, state.ServiceState(settings, scorer, keys, cache, model_identity(scorer), metrics))
+    batcher = MicroBatcher(scorer.predict_vectors, settings.batch_max_size)
+    state.init_app(app, state.ServiceState(settings, scorer, keys, cache, model_identity(scorer), metrics, batcher))
     register_blueprints(app, settings)
     envelope.register_error_handlers(app)
     if metrics is not None and settings.prometheus_multiproc_dir is None:

@@ -63,5 +63,5 @@ def _score(state, record: Record) -> tuple[Score, tuple[float, float]]:
     started = time.perf_counter()
     vector = state.scorer.build_vector(record)
     built = time.perf_counter()
-    score = state.scorer.predict_vectors([vector])[0]
+    score = state.batcher.score(vector)
     return score, (built - started, time.perf_counter() - built)

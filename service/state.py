@@ -10,6 +10,7 @@ from flask import Flask
 from config import Settings
 from model.scorer import Scorer
 from service.auth import ApiKeys
+from service.batcher import MicroBatcher
 from service.cache import ScoreCache
 from service.metrics import ServiceMetrics
 
@@ -28,6 +29,8 @@ class ServiceState:
     model_identity: bytes
     #: None when METRICS_ENABLED is false.
     metrics: ServiceMetrics | None
+    #: Shares CatBoost calls between concurrent requests of this worker.
+    batcher: MicroBatcher
     started: float = field(default_factory=time.monotonic)
 
 

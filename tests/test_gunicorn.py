@@ -153,3 +153,25 @@ def test_sigterm_lets_in_flight_request_finish(tmp_path, record):
         assert b'"status":"ok"' in answer
         running.process.wait(15)
         assert running.process.returncode == 0
+
+
+def test_threaded_workers_batch_without_mixing_answers(tmp_path, simulated_records):
+    """Under gthread workers concurrent requests share CatBoost calls; every answer is still its own record's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from model import BUNDLED_MODEL
+    from model.records import parse_record
+    from model.scorer import Scorer
+
+    scorer = Scorer.load(BUNDLED_MODEL)
+    records = simulated_records * 5
+    env = {"API_KEYS": API_KEY, "WORKER_CLASS": "gthread", "THREADS": "4", "CACHE_L1_SIZE": "0"}
+    with gunicorn(env, tmp_path / "log", workers=2) as running:
+        def post(record):
+            return requests.post(f"{running.base_url}/reg/", data=orjson.dumps(record), headers=HEADERS, timeout=10)
+
+        with ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(post, records))
+    for record, response in zip(records, responses):
+        assert response.status_code == 200
+        assert response.json()["body"]["positive"] == scorer.score(parse_record(record)).positive
