@@ -32,6 +32,16 @@ def cache_key(prefix: str, identity: bytes, record: Record) -> str:
     return f"{prefix}{digest}"
 
 
+def answer_salt(identity: bytes) -> bytes:
+    """A 32-byte digest of a model identity, to key the hashes of raw bodies answered by that model."""
+    return hashlib.blake2b(identity, digest_size=32).digest()
+
+
+def body_key(salt: bytes, body: bytes) -> bytes:
+    """The key of a raw request body's answer under the model whose answer_salt this is."""
+    return hashlib.blake2b(body, digest_size=16, key=salt).digest()
+
+
 def encode_score(score: Score) -> bytes:
     """A score as 16 bytes."""
     return _SCORE.pack(score.negative, score.positive)
@@ -49,6 +59,8 @@ class ScoreCache:
         self.prefix = prefix
         self.store = store
         self._l1: LRUCache | None = LRUCache(maxsize=l1_size) if l1_size > 0 else None
+        #: Whole answers by the exact bytes of the request body: a resent pass skips even JSON decoding.
+        self._answers: LRUCache | None = LRUCache(maxsize=l1_size) if l1_size > 0 else None
         # cachetools caches are not thread-safe; gthread workers serve several requests at once.
         self._l1_lock = threading.Lock()
 
@@ -97,11 +109,25 @@ class ScoreCache:
         """The Redis breaker's state, or off without Redis."""
         return self.store.breaker.state if self.store is not None else "off"
 
+    def answer_for(self, body_key: bytes) -> bytes | None:
+        """The answer already given in this worker to a request body with this key, if remembered."""
+        if self._answers is None:
+            return None
+        with self._l1_lock:
+            return self._answers.get(body_key)
+
+    def remember_answer(self, body_key: bytes, answer: bytes) -> None:
+        """Remember the answer given to a request body (successful answers only)."""
+        if self._answers is not None:
+            with self._l1_lock:
+                self._answers[body_key] = answer
+
     def clear_l1(self) -> None:
-        """Empty this worker's L1."""
+        """Empty this worker's L1 (scores and remembered answers)."""
         if self._l1 is not None:
             with self._l1_lock:
                 self._l1.clear()
+                self._answers.clear()
 
     def status(self) -> dict:
         """Sizes, breaker state and counters, for /health."""

@@ -35,13 +35,22 @@ def read_body(request: Request) -> bytes:
     return request.get_data(cache=False)
 
 
-def read_json_object(request: Request) -> dict:
-    """The request's JSON object; a JSON string holding an object is decoded once more (old clients)."""
+def read_json_body(request: Request) -> bytes:
+    """The raw body of a JSON request: 415 for another content type, 413 past the size limit."""
     # The usual header is exactly this; only other ones pay for werkzeug's header parsing.
     if request.environ.get("CONTENT_TYPE") != "application/json" and not _is_json(request.mimetype):
         shown = request.mimetype or "none"
         raise UnsupportedMediaType(f"Content-Type must be application/json, got {shown}")
-    data = read_body(request)
+    return read_body(request)
+
+
+def read_json_object(request: Request) -> dict:
+    """The request's JSON object; a JSON string holding an object is decoded once more (old clients)."""
+    return decode_json_object(read_json_body(request))
+
+
+def decode_json_object(data: bytes) -> dict:
+    """A body's JSON object; a JSON string holding an object is decoded once more (old clients)."""
     if not data.strip():
         raise BadRequest("request body is empty; send one JSON object")
     try:

@@ -32,6 +32,8 @@ class ServiceState:
     #: Shares CatBoost calls between concurrent requests of this worker.
     batcher: MicroBatcher
     started: float = field(default_factory=time.monotonic)
+    #: Keys the hashes of raw bodies whose answers are remembered, per model (see cache.answer_salt).
+    answer_salt: bytes = b""
 
 
 def init_app(app: Flask, state: ServiceState) -> None:

@@ -89,3 +89,29 @@ def test_bad_redis_url_stops_start_up(value):
 
     with pytest.raises(SettingsError, match="REDIS_URL"):
         Settings(api_keys=("k",), redis_url=value).check()
+
+
+def test_resent_bytes_reuse_the_remembered_answer(record):
+    """The very same body again is answered from memory, byte for byte, and counted as an L1 hit."""
+    app = create_app(Settings(model_path=BUNDLED_MODEL, api_keys=(API_KEY,)))
+    client = ApiClient(app.test_client())
+    state = app.extensions["regno"]
+    body = orjson.dumps(record)
+    first = client.post(data=body)
+    state.cache._l1.clear()  # only the remembered answer is left: the repeat must come from it
+    second = client.post(data=body)
+    assert (first.headers["X-Cache"], second.headers["X-Cache"]) == ("miss", "hit-l1")
+    assert second.data == first.data
+    assert client.post(data=body + b" ").headers["X-Cache"] == "miss"  # other bytes, other key, scored again
+    bad = orjson.dumps(dict(record, direction=4))
+    assert client.post(data=bad).status_code == 400
+    assert client.post(data=bad).status_code == 400  # a failure is never remembered
+
+
+def test_answers_are_remembered_per_model(record):
+    """Two models never share remembered answers: their salts differ."""
+    from service.cache import answer_salt, body_key
+
+    body = orjson.dumps(record)
+    assert body_key(answer_salt(b"model-a"), body) != body_key(answer_salt(b"model-b"), body)
+    assert body_key(answer_salt(b"model-a"), body) == body_key(answer_salt(b"model-a"), body)
