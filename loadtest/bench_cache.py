@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -25,15 +24,9 @@ from model.records import parse_record
 from model.simulate import simulate_records
 from service import create_app
 from service.cache import cache_key
+from tests.servers import free_port
 
 KEY = "bench-key"
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_redis() -> tuple[subprocess.Popen, str]:

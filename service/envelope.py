@@ -17,9 +17,14 @@ log = logging.getLogger("regno")
 _MAX_PATH_SHOWN = 80
 
 
+def ok_bytes(body: object) -> bytes:
+    """A success envelope, encoded."""
+    return orjson.dumps({"body": body, "status": "ok"})
+
+
 def ok(body: object, status: int = 200) -> Response:
     """A success envelope."""
-    return Response(orjson.dumps({"body": body, "status": "ok"}), status, mimetype="application/json")
+    return Response(ok_bytes(body), status, mimetype="application/json")
 
 
 def fail(message: str, status: int) -> Response:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 
-import orjson
 from flask import Blueprint, Response, current_app, g, request
 
 from model.records import Record, parse_record
 from model.scorer import Score
 from service.cache import ERROR, HIT_L1, MISS, body_key, cache_key
+from service.envelope import ok_bytes
 from service.request_body import decode_json_object, read_json_body
 from service.sentry import remember_plates
 from service.state import service_state
@@ -56,7 +56,7 @@ def score_one():
     answer = answer_body(record, score, state.settings.pick_threshold, state.scorer.version)
     if state.metrics is not None and cached in (MISS, ERROR):
         state.metrics.scored(score.positive, answer["source"], answer["model"], *timings)
-    envelope = orjson.dumps({"body": answer, "status": "ok"})
+    envelope = ok_bytes(answer)
     state.cache.remember_answer(key_of_body, envelope)
     return _answer(state, envelope, cached)
 
