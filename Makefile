@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # make run's development defaults; anything set in the environment wins.
 REGNO_ENV ?= development
 
-.PHONY: run test load model bench bench-record bench-cache bench-overhead redis-server prometheus clean
+.PHONY: run test load model bench bench-record bench-cache bench-overhead redis-server prometheus wrk clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "make: no python3 found; install Python 3.11" >&2; exit 1; }
@@ -26,7 +26,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 run: $(VENV)/.installed
 	REGNO_ENV=$(REGNO_ENV) exec $(BIN)/gunicorn -c gunicorn.conf.py
 
-test: $(VENV)/.installed-test redis-server prometheus
+test: $(VENV)/.installed-test redis-server prometheus wrk
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The tests start their own redis-server and Prometheus; install them with the system package manager when missing.
@@ -36,6 +36,10 @@ redis-server:
 prometheus:
 	@scripts/install-system-package prometheus prometheus
 	@scripts/install-system-package promtool prometheus
+
+# The load generator of the benchmarks (and of their tests).
+wrk:
+	@scripts/install-system-package wrk wrk
 
 # Retrain the bundled model on simulated passes (seeded: the same predictions come out; CatBoost stamps a fresh GUID, so not the same bytes).
 model: $(VENV)/.installed-test
@@ -50,13 +54,11 @@ bench-cache: $(VENV)/.installed-test redis-server
 	$(BIN)/python -m loadtest.bench_cache
 
 # Throughput against a bare Flask floor, the team's approach, and memory, in one run (starts everything itself).
-bench: $(VENV)/.installed-test redis-server
-	@scripts/install-system-package wrk wrk
+bench: $(VENV)/.installed-test redis-server wrk
 	$(BIN)/python -m loadtest.bench $(BENCH_ARGS)
 
 # Throughput of /reg/ with metrics and Sentry on against both off, under the same gunicorn, in one run.
-bench-overhead: $(VENV)/.installed-test
-	@scripts/install-system-package wrk wrk
+bench-overhead: $(VENV)/.installed-test wrk
 	$(BIN)/python -m loadtest.bench_overhead
 
 # Replay traffic at a fixed total rate against an ALREADY RUNNING service (start it first, e.g. `make run` in
