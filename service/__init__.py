@@ -12,7 +12,7 @@ from model.scorer import ModelLoadError, Scorer
 from service import access_log, debug, envelope, health, scoring, sentry, state
 from service.auth import ApiKeys
 from service.batcher import MicroBatcher
-from service.cache import ScoreCache, answer_salt, model_identity
+from service.cache import ScoreCache
 from service.metrics import init_metrics
 
 log = logging.getLogger("regno")
@@ -37,9 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         cache.store.counters.sink = metrics.redis_event
         cache.store.breaker.on_change = metrics.breaker_changed
     batcher = MicroBatcher(scorer.predict_vectors, settings.batch_max_size)
-    identity = model_identity(scorer)
-    state.init_app(app, state.ServiceState(settings, scorer, keys, cache, identity, metrics, batcher,
-                                           answer_salt=answer_salt(identity)))
+    state.init_app(app, state.ServiceState(settings, scorer, keys, cache, metrics, batcher))
     register_blueprints(app, settings)
     envelope.register_error_handlers(app)
     if metrics is not None and settings.prometheus_multiproc_dir is None:

@@ -11,7 +11,7 @@ from config import Settings
 from model.scorer import Scorer
 from service.auth import ApiKeys
 from service.batcher import MicroBatcher
-from service.cache import ScoreCache
+from service.cache import ScoreCache, answer_salt, model_identity
 from service.metrics import ServiceMetrics
 
 _EXTENSION = "regno"
@@ -25,15 +25,20 @@ class ServiceState:
     scorer: Scorer
     api_keys: ApiKeys
     cache: ScoreCache
-    #: The cache-key identity of the loaded model, computed once.
-    model_identity: bytes
     #: None when METRICS_ENABLED is false.
     metrics: ServiceMetrics | None
     #: Shares CatBoost calls between concurrent requests of this worker.
     batcher: MicroBatcher
     started: float = field(default_factory=time.monotonic)
+    #: The cache-key identity of the loaded model, derived once from it.
+    model_identity: bytes = field(init=False)
     #: Keys the hashes of raw bodies whose answers are remembered, per model (see cache.answer_salt).
-    answer_salt: bytes = b""
+    answer_salt: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Derive the model's cache identities from the loaded model."""
+        self.model_identity = model_identity(self.scorer)
+        self.answer_salt = answer_salt(self.model_identity)
 
 
 def init_app(app: Flask, state: ServiceState) -> None:
