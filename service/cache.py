@@ -73,6 +73,10 @@ class ScoreCache:
             store = RedisStore(settings.redis_url, settings.cache_ttl_s, settings.redis_timeout_ms, breaker)
         return cls(settings.cache_prefix, settings.cache_l1_size, store)
 
+    def key(self, identity: bytes, record: Record) -> str:
+        """The key of a record scored by the model with this identity, under this cache's prefix."""
+        return cache_key(self.prefix, identity, record)
+
     def get(self, key: str) -> tuple[Score | None, str]:
         """The cached score and where it was found (hit-l1, hit-l2), or None and miss (error if Redis failed)."""
         if self._l1 is not None:

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app, g, request
 
 from model.records import Record, parse_record
 from model.scorer import Score
-from service.cache import ERROR, HIT_L1, MISS, body_key, cache_key
+from service.cache import ERROR, HIT_L1, MISS, body_key
 from service.envelope import ok_bytes
 from service.request_body import decode_json_object, read_json_body
 from service.sentry import remember_plates
@@ -48,7 +48,7 @@ def score_one():
         return _answer(state, remembered, HIT_L1)
     record = parse_record(decode_json_object(body))
     remember_plates(record.regno_recognize, record.afts_regno_ai)
-    key = cache_key(state.settings.cache_prefix, state.model_identity, record)
+    key = state.cache.key(state.model_identity, record)
     score, cached = state.cache.get(key)
     if score is None:
         score, timings = _score(state, record)
