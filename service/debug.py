@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 
 from model.records import parse_record
 from service.request_body import read_json_object
+from service.scoring import require_api_key
 from service.sentry import remember_plates
-from service.state import service_state
 
 bp = Blueprint("debug", __name__, url_prefix="/debug")
-
-
-@bp.before_request
-def require_api_key() -> None:
-    """Debug routes need a key like scoring does."""
-    service_state(current_app).api_keys.require()
+bp.before_request(require_api_key)  # debug routes need a key, checked the way scoring checks it
 
 
 class ForcedError(RuntimeError):
