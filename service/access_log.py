@@ -16,7 +16,7 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def _start() -> None:
-    """Note the start time and the request id (the caller's, or a new one)."""
+    """Note the start time (the HTTP metrics read it too) and the request id (the caller's, or a new one)."""
     g.started = time.perf_counter()
     given = request.headers.get(HEADER, "")
     g.request_id = given if given and _SAFE_ID.fullmatch(given) else os.urandom(16).hex()

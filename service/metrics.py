@@ -112,13 +112,9 @@ class HttpMetrics:
         self.total = Counter("regno_http_request_total", "HTTP requests", ["method", "status"], registry=registry)
         self._children: dict[tuple, tuple] = {}
 
-    def started(self) -> None:
-        """before_request: note the start time."""
-        g.metrics_started = time.perf_counter()
-
     def finished(self, response: Response) -> Response:
-        """after_request: observe the duration and count the request."""
-        started = g.get("metrics_started")
+        """after_request: observe the duration (from the start access_log notes) and count the request."""
+        started = g.get("started")
         if started is None or g.get("metrics_skip"):
             return response
         method = request.method if request.method in self.METHODS else "other"
@@ -146,9 +142,7 @@ def init_metrics(app: Flask, settings: Settings, require_key) -> ServiceMetrics:
         metrics_decorator=_unrecorded(_with_key(require_key) if settings.metrics_require_key else None),
     )
     exporter.init_app(app)
-    http = HttpMetrics(registry)
-    app.before_request(http.started)
-    app.after_request(http.finished)
+    app.after_request(HttpMetrics(registry).finished)
     return ServiceMetrics(registry)
 
 
