@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+import numpy as np
 from catboost import CatBoostClassifier, CatBoostError, Pool
 
 from model.features import CATEGORICAL, TEXT, unbuildable, vector_builder
@@ -26,6 +27,12 @@ PROBE_RECORD = {
     "time_check": "2021-08-01 09:02:59",
     "direction": 0,
 }
+
+
+#: Pool's native initialiser after data, label, cat and text features, up to thread_count: embedding features
+#: and their data, pairs, graph, weight, group id and weight, subgroup id, pair weights, baseline,
+#: timestamp, feature names and tags, all unused here.
+_NO_POOL_EXTRAS = (None,) * 13
 
 
 class ModelLoadError(RuntimeError):
@@ -61,6 +68,8 @@ class Scorer:
     text_features: list[int]
     #: PID of the process whose probe prediction succeeded; native thread pools are per process.
     _probed_pid: int | None = field(default=None, repr=False)
+    #: True once the probe found the direct route (see _predict_direct) gives the public route's answer.
+    _direct: bool = field(default=False, repr=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Scorer":
@@ -94,18 +103,49 @@ class Scorer:
 
     def predict_vectors(self, vectors: list[list]) -> list[Score]:
         """predict_proba of feature vectors in one CatBoost call, on one thread."""
+        if self._direct:
+            try:
+                probabilities = self._predict_direct(vectors)
+            except Exception:  # noqa: BLE001 - the public route gives the answer or CatBoost's own error
+                probabilities = self._predict_public(vectors)
+        else:
+            probabilities = self._predict_public(vectors)
+        return [Score(float(row[0]), float(row[1])) for row in probabilities]
+
+    def _predict_public(self, vectors: list[list]) -> np.ndarray:
+        """predict_proba through CatBoost's documented API."""
         pool = Pool(vectors, cat_features=self.cat_features, text_features=self.text_features)
-        return [Score(float(row[0]), float(row[1])) for row in self.model.predict_proba(pool, thread_count=1)]
+        return self.model.predict_proba(pool, thread_count=1)
+
+    def _predict_direct(self, vectors: list[list]) -> np.ndarray:
+        """predict_proba through the native calls that Pool() and predict_proba() end in.
+
+        Their Python layers re-check arguments that features.py builds right by construction: about
+        30 µs of a one-row call of 150 µs (python -m model.bench). These are CatBoost internals, so
+        probe() turns this route on only after it has given the public route's exact answer.
+        """
+        pool = Pool.__new__(Pool)
+        pool._init_pool(np.asarray(vectors, dtype=object), None, self.cat_features, self.text_features,
+                        *_NO_POOL_EXTRAS, 1)
+        return self.model._object._base_predict(pool, "Probability", 0, 0, 1, False, "CPU")
 
     def score(self, record: Record) -> Score:
         """predict_proba of one validated record."""
         return self.predict_vectors([self.build_vector(record)])[0]
 
     def probe(self) -> Score:
-        """Score the probe record in this process; warms CatBoost up after a fork and proves it works."""
-        result = self.score(parse_record(PROBE_RECORD))
+        """Score the probe record in this process; warms CatBoost up after a fork and proves it works.
+
+        Also turns on the direct prediction route when it answers the probe exactly as the public one.
+        """
+        vector = self.build_vector(parse_record(PROBE_RECORD))
+        public = self._predict_public([vector])
+        try:
+            self._direct = np.array_equal(self._predict_direct([vector]), public)
+        except Exception:  # noqa: BLE001 - another CatBoost version: keep to the public route
+            self._direct = False
         self._probed_pid = os.getpid()
-        return result
+        return Score(float(public[0][0]), float(public[0][1]))
 
     def ready(self) -> bool:
         """True once a probe prediction has succeeded in this process (running one if none has)."""

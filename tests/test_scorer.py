@@ -92,3 +92,59 @@ def test_ready_probes_once_per_process(tmp_path):
     assert loaded._probed_pid is None
     assert loaded.ready()
     assert loaded._probed_pid == os.getpid()
+
+
+def _both_routes(loaded: Scorer, records: list[dict]) -> tuple:
+    """Probabilities of records through the public and the direct CatBoost route, one row and all rows."""
+    vectors = [loaded.build_vector(parse_record(record)) for record in records]
+    public = [loaded._predict_public([vector]).tolist() for vector in vectors]
+    direct = [loaded._predict_direct([vector]).tolist() for vector in vectors]
+    return public, direct, loaded._predict_public(vectors).tolist(), loaded._predict_direct(vectors).tolist()
+
+
+def test_direct_route_matches_public_on_the_bundled_model(scorer, simulated_records):
+    """The direct route gives CatBoost's public answer exactly, row by row and as a batch."""
+    public, direct, public_batch, direct_batch = _both_routes(scorer, simulated_records)
+    assert direct == public
+    assert direct_batch == public_batch
+
+
+def test_direct_route_matches_public_on_the_team_model(team_model, team_sample):
+    """The same on the team's model and its 100 sample rows."""
+    public, direct, public_batch, direct_batch = _both_routes(Scorer.load(team_model), team_sample)
+    assert direct == public
+    assert direct_batch == public_batch
+
+
+def test_probe_turns_the_direct_route_on():
+    """A fresh scorer predicts through the public route until its probe has checked the direct one."""
+    loaded = Scorer.load(BUNDLED_MODEL)
+    assert loaded._direct is False
+    loaded.probe()
+    assert loaded._direct is True
+
+
+def test_direct_route_failure_falls_back_to_public(scorer, record, monkeypatch):
+    """If the direct route raises (a CatBoost upgrade, say), the public route still answers."""
+    loaded = Scorer.load(BUNDLED_MODEL)
+    loaded.probe()
+    expected = scorer._predict_public([scorer.build_vector(parse_record(record))])[0]
+
+    def broken(vectors):
+        raise TypeError("changed signature")
+
+    monkeypatch.setattr(loaded, "_predict_direct", broken)
+    score = loaded.score(parse_record(record))
+    assert (score.negative, score.positive) == (float(expected[0]), float(expected[1]))
+
+
+def test_probe_keeps_the_public_route_when_the_direct_one_fails(monkeypatch):
+    """A probe whose direct call raises leaves the scorer on the public route."""
+    loaded = Scorer.load(BUNDLED_MODEL)
+
+    def broken(vectors):
+        raise TypeError("changed signature")
+
+    monkeypatch.setattr(loaded, "_predict_direct", broken)
+    loaded.probe()
+    assert loaded._direct is False
