@@ -13,6 +13,7 @@ from service import access_log, debug, envelope, health, scoring, sentry, state
 from service.auth import ApiKeys
 from service.batcher import MicroBatcher
 from service.cache import ScoreCache
+from service.flask_app import ServiceFlask
 from service.metrics import init_metrics
 
 log = logging.getLogger("regno")
@@ -27,7 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings.check()
     configure_logger(settings)
     scorer = Scorer.load(settings.model_path)
-    app = Flask(__name__)
+    app = ServiceFlask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     keys = ApiKeys(settings.effective_api_keys())
     cache = ScoreCache.from_settings(settings)

@@ -8,6 +8,7 @@ from flask import request
 from werkzeug.exceptions import Unauthorized
 
 HEADER = "x-api-key"
+_ENVIRON_KEY = "HTTP_" + HEADER.upper().replace("-", "_")
 
 
 class ApiKeys:
@@ -25,7 +26,7 @@ class ApiKeys:
 
     def require(self) -> None:
         """Raise 401 unless the request carries an accepted key (a before_request hook)."""
-        header = request.headers.get(HEADER)
+        header = request.environ.get(_ENVIRON_KEY)  # the environ directly: cheaper than request.headers
         if header is None:
             raise Unauthorized(f"missing API key: send it in the {HEADER} header")
         # WSGI hands headers over as latin-1 text; that recovers the bytes that were sent.

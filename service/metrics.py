@@ -114,15 +114,17 @@ class HttpMetrics:
 
     def finished(self, response: Response) -> Response:
         """after_request: observe the duration (from the start access_log notes) and count the request."""
-        started = g.get("started")
-        if started is None or g.get("metrics_skip"):
+        context = g._get_current_object()  # one proxy lookup instead of one per read
+        started = getattr(context, "started", None)
+        if started is None or getattr(context, "metrics_skip", False):
             return response
-        method = request.method if request.method in self.METHODS else "other"
-        key = (method, request.endpoint, response.status_code)
+        current = request._get_current_object()
+        method = current.method if current.method in self.METHODS else "other"
+        key = (method, current.endpoint, response.status_code)
         children = self._children.get(key)
         if children is None:
             children = self._children[key] = (
-                self.duration.labels(method, str(request.endpoint), str(response.status_code)),
+                self.duration.labels(method, str(current.endpoint), str(response.status_code)),
                 self.total.labels(method, str(response.status_code)),
             )
         duration, total = children

@@ -66,8 +66,8 @@ def _answer(state, envelope: bytes, cached: str) -> Response:
     g.cache_result = cached
     if state.metrics is not None:
         state.metrics.looked_up(cached.replace("-", "_"))
-    response = Response(envelope, 200, mimetype="application/json")
-    response.headers["X-Cache"] = MISS if cached == ERROR else cached
+    response = Response(envelope, 200, content_type="application/json")
+    response.headers.add("X-Cache", MISS if cached == ERROR else cached)
     return response
 
 
