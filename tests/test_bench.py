@@ -17,16 +17,19 @@ pytestmark = [pytest.mark.gunicorn, pytest.mark.skipif(shutil.which("wrk") is No
 
 def test_bench_reports_every_scenario_against_the_floor():
     """`python -m loadtest.bench` prints a rate, p50 and p99 per scenario and memory per process."""
-    result = subprocess.run([sys.executable, "-m", "loadtest.bench", "--seconds", "1", "--skip-team"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "loadtest.bench", "--seconds", "1", "--rounds", "2", "--skip-team"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = re.findall(r"^\| ((?:floor|service)[^|]*) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$",
+    rows = re.findall(r"^\| ((?:floor|service)[^|]*) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d. ]+) \|$",
                       result.stdout, re.M)
     assert [row[0].split(":")[0].split(",")[0] for row in rows] == ["floor", "service", "service", "service with Redis"]
-    for name, rate, p50, p99, ratio in rows:
+    for name, rate, p50, p99, ratio, each_round in rows:
         assert float(rate.replace(",", "")) > 0, name
         assert 0 < float(p50) <= float(p99), name
         assert 0 < float(ratio) < 3, name
+        ratios = [float(value) for value in each_round.split()]
+        assert len(ratios) == 2 and min(ratios) <= float(ratio) <= max(ratios), name
+    assert rows[0][4] == "1.00" and rows[0][5] == "1.00 1.00"
     memory = re.findall(r"^\| \w[^|]* \| (master|worker \d) \| (\d+) \| (\d+) \|$", result.stdout, re.M)
     assert len(memory) == 4 * 3  # a master and two workers per scenario
     assert all(0 < int(pss) <= int(rss) for _, rss, pss in memory)
