@@ -3,7 +3,8 @@
 Reads `<prefix>_stats.csv` (and `<prefix>_failures.csv` when present), as `locust --csv <prefix>` writes
 them, and prints the achieved rate, p50/p95/p99/max latency and failures of the Aggregated row and of
 each request name. Locust keeps latencies under 100 ms in whole-millisecond buckets, so p50..p99 have
-1 ms resolution; max is exact.
+1 ms resolution; max is exact. When the run also left `<prefix>_server.json` (the locustfile writes it
+from the service's own latency histogram), one more line gives the service's view of the same requests.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ import csv
 import re
 import sys
 from pathlib import Path
+
+import orjson
+
+from loadtest import server_latency
 
 AGGREGATED = "Aggregated"
 #: How Locust writes a failure the locustfile reported itself: CatchResponseError('message').
@@ -97,7 +102,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load_summary: {args[0]}_stats.csv is not a Locust stats report: {error}", file=sys.stderr)
         return 1
     print(format_summary(summary))
+    server = server_figures(args[0])
+    if server is not None:
+        print(format_server(server))
     return 0
+
+
+def server_figures(prefix: str | Path) -> dict | None:
+    """The service's own latency figures of the run (`<prefix>_server.json`), if the locustfile could write them."""
+    path = Path(f"{prefix}_server.json")
+    return orjson.loads(path.read_bytes()) if path.is_file() else None
+
+
+def format_server(figures: dict) -> str:
+    """One line: the service's own p50/p95/p99 of the scoring requests of the run."""
+    return (f"service's own view ({server_latency.HISTOGRAM}, POST /reg/): {figures['requests']:,} requests, "
+            f"p50 {_cell(figures['p50_ms'], 2)} ms, p95 {_cell(figures['p95_ms'], 2)} ms, "
+            f"p99 {_cell(figures['p99_ms'], 2)} ms")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,10 @@ do not fire in step: a closed loop, so a service slower than 1 / (per-user rate)
 than `LOAD_RATE`, and the summary shows it. Fresh requests walk the sample in order and, once it is used
 up, send it again with every `time_check` a day later, so only the hot set gives cache hits. The mix is
 seeded per Locust process: with `--processes N` each process sends the same fresh records.
+
+With `--csv PREFIX`, the run also reads the service's latency histogram from `--host`/metrics before and
+after, and writes the service's own p50/p95/p99 of the run to `PREFIX_server.json`: Locust's figures
+include Locust itself, which on a small machine shares the service's cores.
 """
 
 from __future__ import annotations
@@ -34,6 +38,11 @@ import orjson
 from locust import FastHttpUser, constant_throughput, events, task
 from locust.runners import WorkerRunner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
+
+try:
+    from loadtest import server_latency
+except ImportError:  # run as `locust -f loadtest/locustfile.py`, which puts only this folder on sys.path
+    import server_latency
 
 #: The contract's ten fields, and the ones a CSV gives as numbers.
 FIELDS = ("regno_recognize", "afts_regno_ai", "recognition_accuracy", "afts_regno_ai_score",
@@ -205,6 +214,40 @@ def _prepare(environment, **_kwargs):
         TRAFFIC, ENVIRONMENT = Traffic(options, load_records(options)), environment
     except (OSError, ValueError) as error:
         raise SystemExit(f"locustfile: {error}") from None  # one line, not a traceback
+
+
+#: The service's latency histogram at the start of the run; None when its /metrics could not be read.
+SERVER_BEFORE: dict[float, float] | None = None
+
+
+def _scrape_server(environment) -> dict[float, float] | None:
+    """The service's histogram now, or None (metrics off, another host, a network error)."""
+    try:
+        return server_latency.scrape(environment.host, TRAFFIC.options.api_key)
+    except (OSError, ValueError) as error:
+        print(f"locustfile: the service's /metrics could not be read, no server-side latency: {error}")
+        return None
+
+
+@events.test_start.add_listener
+def _scrape_server_at_start(environment, **_kwargs):
+    """Note the service's latency histogram before the first request."""
+    global SERVER_BEFORE
+    if not isinstance(environment.runner, WorkerRunner):
+        SERVER_BEFORE = _scrape_server(environment)
+
+
+@events.test_stop.add_listener
+def _write_server_latency(environment, **_kwargs):
+    """Write the service's own p50/p95/p99 of the run next to Locust's CSV reports (<prefix>_server.json)."""
+    prefix = getattr(environment.parsed_options, "csv_prefix", None)
+    if not prefix or SERVER_BEFORE is None or isinstance(environment.runner, WorkerRunner):
+        return
+    after = _scrape_server(environment)
+    if after is not None:
+        figures = server_latency.summary(server_latency.difference(SERVER_BEFORE, after))
+        with open(f"{prefix}_server.json", "wb") as stream:
+            stream.write(orjson.dumps(figures))
 
 
 @events.quit.add_listener

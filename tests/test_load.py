@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import csv
 import importlib
+import math
 import os
 import subprocess
 import sys
 
 import pytest
 
+from loadtest import server_latency
 from loadtest.load_summary import main as summary_main
-from loadtest.load_summary import summarize
+from loadtest.load_summary import server_figures, summarize
 from tests.conftest import API_KEY
 from tests.servers import ROOT, gunicorn
 
@@ -122,3 +124,33 @@ def test_short_load_against_gunicorn(tmp_path):
     assert total["p99_ms"] > 0
     assert {name: row["requests"] > 0 for name, row in summary["requests"].items()} == {
         "POST /reg/ fresh": True, "POST /reg/ repeat": True, "POST /reg/ malformed": True}
+
+    server = server_figures(tmp_path / "load")
+    assert server is not None, "the locustfile wrote no server-side figures"
+    assert abs(server["requests"] - total["requests"]) <= 10, (server, total)  # only requests in flight at the stop differ
+    assert 0 < server["p50_ms"] <= server["p95_ms"] <= server["p99_ms"] < 2500, server
+
+
+def test_server_quantiles_follow_prometheus_interpolation():
+    """Quantiles interpolate inside their bucket; a run across a restart (counts going down) has none."""
+    buckets = {0.001: 50.0, 0.002: 90.0, 0.005: 100.0, math.inf: 100.0}
+    assert server_latency.quantile(0.5, buckets) == pytest.approx(0.001)
+    assert server_latency.quantile(0.9, buckets) == pytest.approx(0.002)
+    assert server_latency.quantile(0.99, buckets) == pytest.approx(0.0047)
+    assert server_latency.summary(buckets) == {"requests": 100, "p50_ms": 1.0, "p95_ms": 3.5, "p99_ms": 4.7}
+    assert server_latency.quantile(0.99, {0.001: 0.0, math.inf: 10.0}) == 0.001  # all beyond the last bound
+    assert server_latency.summary({})["p99_ms"] is None
+    before = {0.001: 5.0, math.inf: 6.0}
+    assert server_latency.difference(before, {0.001: 7.0, math.inf: 9.0}) == {0.001: 2.0, math.inf: 3.0}
+    assert server_latency.difference(before, {0.001: 1.0, math.inf: 1.0}) == {}
+
+
+def test_summary_prints_the_server_line(tmp_path, capsys):
+    """With a <prefix>_server.json beside the CSV, the summary adds the service's own figures."""
+    (tmp_path / "run_stats.csv").write_text(
+        STATS_HEADER + "\n,Aggregated,10,0,3,3.0,1.0,5.0,139.0,10.0,0.0,3,3,3,3,4,5,5,5,5,5,5\n", encoding="utf-8")
+    (tmp_path / "run_server.json").write_text('{"requests": 10, "p50_ms": 0.7, "p95_ms": 1.2, "p99_ms": 1.9}')
+    assert summary_main([str(tmp_path / "run")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "service's own view (regno_http_request_duration_seconds, POST /reg/): 10 requests, "
+        "p50 0.70 ms, p95 1.20 ms, p99 1.90 ms")
