@@ -115,3 +115,20 @@ def test_answers_are_remembered_per_model(record):
     body = orjson.dumps(record)
     assert body_key(answer_salt(b"model-a"), body) != body_key(answer_salt(b"model-b"), body)
     assert body_key(answer_salt(b"model-a"), body) == body_key(answer_salt(b"model-a"), body)
+
+
+def test_remembered_answers_keep_only_their_own_bytes():
+    """orjson's output holds its whole write buffer; a remembered answer must cost about its length, not 4 kB."""
+    import tracemalloc
+
+    cache = ScoreCache("t:", l1_size=1000, store=None)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for index in range(500):
+            cache.remember_answer(index.to_bytes(16, "big"), orjson.dumps({"body": {"positive": index}, "status": "ok"}))
+        per_answer = (tracemalloc.get_traced_memory()[0] - before) / 500
+    finally:
+        tracemalloc.stop()
+    assert per_answer < 600, f"{per_answer:.0f} bytes per remembered answer"
+    assert cache.answer_for((7).to_bytes(16, "big")) == b'{"body":{"positive":7},"status":"ok"}'
