@@ -44,6 +44,10 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     #: Most records one CatBoost call takes when concurrent requests in a worker are batched together.
     batch_max_size: int = 32
+    #: Most records one POST /reg/batch may carry; more gives 413.
+    batch_request_max_records: int = 10_000
+    #: Largest POST /reg/batch body accepted, in bytes; larger gives 413.
+    batch_request_max_bytes: int = 16 * 1024 * 1024
     #: Redis for the shared (L2) cache, e.g. redis://:password@host:6379/0; none means L1 only.
     redis_url: str | None = None
     #: Seconds a cached score lives in Redis.
@@ -202,6 +206,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "PICK_THRESHOLD": ("pick_threshold", _probability),
     "MAX_BODY_BYTES": ("max_body_bytes", _positive_int),
     "BATCH_MAX_SIZE": ("batch_max_size", _positive_int),
+    "BATCH_REQUEST_MAX_RECORDS": ("batch_request_max_records", _positive_int),
+    "BATCH_REQUEST_MAX_BYTES": ("batch_request_max_bytes", _positive_int),
     "REDIS_URL": ("redis_url", str),
     "CACHE_TTL_S": ("cache_ttl_s", _positive_int),
     "CACHE_L1_SIZE": ("cache_l1_size", _non_negative_int),

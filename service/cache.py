@@ -79,22 +79,31 @@ class ScoreCache:
 
     def get(self, key: str) -> tuple[Score | None, str]:
         """The cached score and where it was found (hit-l1, hit-l2), or None and miss (error if Redis failed)."""
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: list[str]) -> list[tuple[Score | None, str]]:
+        """get() of several keys: L1 for each, then one Redis round trip for the ones L1 did not have."""
+        found: list[tuple[Score | None, str]] = [(None, MISS)] * len(keys)
         if self._l1 is not None:
             with self._l1_lock:
-                score = self._l1.get(key)
-            if score is not None:
-                return score, HIT_L1
-        if self.store is not None:
-            data, answered = self.store.get(key)
+                for index, key in enumerate(keys):
+                    score = self._l1.get(key)
+                    if score is not None:
+                        found[index] = (score, HIT_L1)
+        if self.store is None:
+            return found
+        pending = [index for index, (score, _) in enumerate(found) if score is None]
+        values, answered = self.store.get_many([keys[index] for index in pending])
+        for index, data in zip(pending, values):
             score = decode_score(data) if data is not None else None
             if data is not None and score is None:
                 self.store.counters.add("bad_values")
             if score is not None:
-                self._remember(key, score)
-                return score, HIT_L2
-            if not answered:
-                return None, ERROR
-        return None, MISS
+                self._remember(keys[index], score)
+                found[index] = (score, HIT_L2)
+            elif not answered:
+                found[index] = (None, ERROR)
+        return found
 
     def put(self, key: str, score: Score) -> None:
         """Store a freshly computed score in L1 now and in L2 in the background."""

@@ -6,7 +6,7 @@ import logging
 
 import orjson
 from flask import Flask, Response, current_app, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from model.records import RecordError
 from service import sentry
@@ -40,7 +40,7 @@ def _http_message(error: HTTPException) -> str:
     if error.code == 405:
         allowed = ", ".join(sorted(set(error.valid_methods or ()) - {"HEAD", "OPTIONS"}))
         return f"method {request.method} is not allowed here; use {allowed}"
-    if error.code == 413:
+    if error.code == 413 and error.description == RequestEntityTooLarge.description:  # werkzeug's, not ours
         limit = request.max_content_length
         return f"request body is larger than {limit} bytes" if limit else "request body is too large"
     return error.description or error.name

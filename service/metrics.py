@@ -72,12 +72,12 @@ class ServiceMetrics:
         """Count a Redis event."""
         self.redis_events.labels(event).inc(count)
 
-    def looked_up(self, cache_result: str) -> None:
-        """Count one scoring request by cache outcome (hit_l1, hit_l2, miss, error)."""
+    def looked_up(self, cache_result: str, count: int = 1) -> None:
+        """Count scoring lookups by cache outcome (hit_l1, hit_l2, miss, error)."""
         lookups = self._lookups.get(cache_result)
         if lookups is None:  # resolving labels costs more than the update: once per value
             lookups = self._lookups[cache_result] = self.cache_lookups.labels(cache_result)
-        lookups.inc()
+        lookups.inc(count)
 
     def scored(self, positive: float, source: str, model: str, features_s: float, inference_s: float) -> None:
         """Record one model call: its timings and the drift signals.
@@ -85,14 +85,34 @@ class ServiceMetrics:
         Only model calls count towards the score distribution and the picks: a cache hit repeats a pass
         already counted, and resent passes should not weigh more in the drift signals.
         """
+        self._drift(positive, source, model)
+        self.features.observe(features_s)
+        self.inference.observe(inference_s)
+
+    def batch_scored(self, answers: list[dict], lookups: dict[str, int], failures: dict[str, int],
+                     features_s: float, inference_s: float) -> None:
+        """Record one batch request: drift signals of the records the model scored, lookups and rejections by count.
+
+        The step timings are observed once per CatBoost call, as the time per record of that call.
+        """
+        for answer in answers:
+            self._drift(answer["positive"], answer["source"], answer["model"])
+        if answers:
+            self.features.observe(features_s)
+            self.inference.observe(inference_s)
+        for result, count in lookups.items():
+            self.looked_up(result.replace("-", "_"), count)
+        for field_name, count in failures.items():
+            self.validation_failures.labels(field_name).inc(count)
+
+    def _drift(self, positive: float, source: str, model: str) -> None:
+        """Observe one model-scored record's positive score and count its pick."""
         children = self._scored.get((source, model))
         if children is None:
             children = self._scored[(source, model)] = (self.positive.labels(model), self.picks.labels(source, model))
         positive_histogram, picks = children
         positive_histogram.observe(positive)
         picks.inc()
-        self.features.observe(features_s)
-        self.inference.observe(inference_s)
 
 
 class HttpMetrics:

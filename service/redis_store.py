@@ -109,15 +109,20 @@ class RedisStore:
 
     def get(self, key: str) -> tuple[bytes | None, bool]:
         """(stored value or None, whether Redis answered); never raises, skips Redis while the breaker is open."""
-        if not self.breaker.allow():
-            return None, False
+        values, answered = self.get_many([key])
+        return values[0], answered
+
+    def get_many(self, keys: list[str]) -> tuple[list[bytes | None], bool]:
+        """get() of several keys in one MGET round trip: (values in key order, whether Redis answered)."""
+        if not keys or not self.breaker.allow():
+            return [None] * len(keys), not keys
         try:
-            value = self._process_local().client.get(key)
-        except Exception as error:  # noqa: BLE001 - whatever Redis does, the caller scores from the model
+            values = self._process_local().client.mget(keys)
+        except Exception as error:  # noqa: BLE001 - as in get()
             self._failed("read", error)
-            return None, False
+            return [None] * len(keys), False
         self.breaker.record_success()
-        return value, True
+        return values, True
 
     def put(self, key: str, value: bytes) -> None:
         """Queue a write for the background writer; drop it if the queue is full."""

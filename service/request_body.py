@@ -1,6 +1,8 @@
-"""Reading one JSON record from a request body: content type, size, JSON, double encoding."""
+"""Reading JSON request bodies: content type, size, JSON, double encoding."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import orjson
 from flask import Request
@@ -59,8 +61,16 @@ def read_json_object(request: Request) -> dict:
 
 def decode_json_object(data: bytes) -> dict:
     """A body's JSON object; a JSON string holding an object is decoded once more (old clients)."""
+    value = decode_json(data)
+    if not isinstance(value, dict):
+        raise BadRequest(f"request body must be a JSON object holding one record, got {json_kind(value)}")
+    return value
+
+
+def decode_json(data: bytes) -> Any:
+    """A body's JSON value; a JSON string holding JSON is decoded once more (old clients double-encode)."""
     if not data.strip():
-        raise BadRequest("request body is empty; send one JSON object")
+        raise BadRequest("request body is empty; send JSON")
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as error:
@@ -69,7 +79,5 @@ def decode_json_object(data: bytes) -> dict:
         try:
             value = orjson.loads(value)
         except orjson.JSONDecodeError:
-            raise BadRequest("request body is a JSON string that does not hold a JSON object") from None
-    if not isinstance(value, dict):
-        raise BadRequest(f"request body must be a JSON object holding one record, got {json_kind(value)}")
+            raise BadRequest("request body is a JSON string that does not hold JSON") from None
     return value

@@ -10,7 +10,8 @@ from model.records import Record, parse_record
 from model.scorer import Score
 from service.cache import ERROR, HIT_L1, MISS, body_key
 from service.envelope import ok_bytes
-from service.request_body import decode_json_object, read_json_body
+from service.batch import batch_records, score_records
+from service.request_body import decode_json, decode_json_object, read_json_body
 from service.sentry import remember_plates
 from service.state import service_state
 
@@ -59,6 +60,15 @@ def score_one():
     envelope = ok_bytes(answer)
     state.cache.remember_answer(key_of_body, envelope)
     return _answer(state, envelope, cached)
+
+
+@bp.post("/batch")
+def score_batch():
+    """Score a JSON array of records, or {"records": [...]}: one result per record, in order."""
+    state = service_state(current_app)
+    request.max_content_length = state.settings.batch_request_max_bytes  # a batch may exceed MAX_BODY_BYTES
+    records = batch_records(decode_json(read_json_body(request)), state.settings.batch_request_max_records)
+    return Response(ok_bytes(score_records(state, records, answer_body)), 200, content_type="application/json")
 
 
 def _answer(state, envelope: bytes, cached: str) -> Response:

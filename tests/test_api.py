@@ -121,7 +121,7 @@ BAD_REQUESTS = [
     ("JSON array", lambda r: {"json": [r]}, 400, "got an array"),
     ("JSON number", lambda r: {"data": b"42"}, 400, "got a number"),
     ("JSON null", lambda r: {"data": b"null"}, 400, "got null"),
-    ("string not holding JSON", lambda r: {"data": b'"hello"'}, 400, "does not hold a JSON object"),
+    ("string not holding JSON", lambda r: {"data": b'"hello"'}, 400, "does not hold JSON"),
     ("string holding an array", lambda r: {"data": orjson.dumps(orjson.dumps([r]).decode())}, 400, "got an array"),
     ("triple encoding", lambda r: {"data": orjson.dumps(orjson.dumps(orjson.dumps(r).decode()).decode())}, 400,
      "got a string"),

@@ -1,0 +1,63 @@
+"""Scoring many records in one request: validation per record, the cache, then one CatBoost call."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+
+from model.records import Record, RecordError, json_kind, parse_record
+from service.state import ServiceState
+
+
+def batch_records(value: Any, limit: int) -> list:
+    """The records of a batch body: a JSON array, or an object whose "records" is one; 413 past limit."""
+    if isinstance(value, dict):
+        if "records" not in value:
+            raise BadRequest('a batch object must hold its records in "records"')
+        value = value["records"]
+    if not isinstance(value, list):
+        raise BadRequest(f"a batch must be a JSON array of records or {{\"records\": [...]}}, got {json_kind(value)}")
+    if len(value) > limit:
+        raise RequestEntityTooLarge(f"a batch holds at most {limit} records, got {len(value)}")
+    return value
+
+
+def score_records(state: ServiceState, records: list, answer_body) -> list[dict]:
+    """One result per record, in order: answer_body's answer, or {"error", "index"} for a bad record.
+
+    Valid records are looked up in the cache together (one Redis round trip), and the ones it does not
+    have are scored in one CatBoost call.
+    """
+    results: list[dict | None] = [None] * len(records)
+    valid: list[tuple[int, Record]] = []
+    failures: Counter[str] = Counter()
+    for index, raw in enumerate(records):
+        try:
+            valid.append((index, parse_record(raw)))
+        except RecordError as error:
+            results[index] = {"error": str(error), "index": index}
+            failures[error.field] += 1
+    keys = [state.cache.key(state.model_identity, record) for _, record in valid]
+    found = state.cache.get_many(keys)
+    missing = [position for position, (score, _) in enumerate(found) if score is None]
+    if missing:
+        started = time.perf_counter()
+        vectors = [state.scorer.build_vector(valid[position][1]) for position in missing]
+        built = time.perf_counter()
+        scores = state.scorer.predict_vectors(vectors)
+        predicted = time.perf_counter()
+        for position, score in zip(missing, scores):
+            found[position] = (score, found[position][1])
+            state.cache.put(keys[position], score)
+    threshold, version = state.settings.pick_threshold, state.scorer.version
+    for (index, record), (score, _) in zip(valid, found):
+        results[index] = answer_body(record, score, threshold, version)
+    if state.metrics is not None:
+        state.metrics.batch_scored(
+            [results[valid[position][0]] for position in missing],
+            Counter(where for _, where in found), failures,
+            *(((built - started) / len(missing), (predicted - built) / len(missing)) if missing else (0.0, 0.0)))
+    return results
