@@ -30,13 +30,20 @@ MAX_LABEL_CHARS = 128
 #: Longest bracketed score list accepted, in characters.
 MAX_LIST_CHARS = 4096
 
-# Date, a space or T, then hours and minutes, optional seconds and fraction, optional offset.
-_TIMESTAMP = re.compile(
-    r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?",
-    re.ASCII,
-)
-# A plate is printable and has no white space: a space would change the text features.
-_PLATE_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
+#: Date, a space or T, then hours and minutes, optional seconds and fraction, optional offset. Written
+#: with [0-9] and without flags so the API document (model/record_schema.py) can publish it as it is.
+TIMESTAMP_PATTERN = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}"
+                     r"(?::[0-9]{2}(?:\.[0-9]{1,9})?)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?")
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
+#: Characters a plate must not hold: control characters and every character Python counts as white
+#: space (a space would change the text features), spelled out so that other regex engines agree.
+PLATE_FORBIDDEN_CHARS = r"\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_PLATE_FORBIDDEN = re.compile(f"[{PLATE_FORBIDDEN_CHARS}]")
+#: Bounds of the numeric fields, as (low, high).
+ACCURACY_RANGE = (0.0, 100.0)
+SCORE_RANGE = (0.0, 1.0)
+#: Longest time_check accepted, in characters.
+MAX_TIMESTAMP_CHARS = 64
 
 
 class RecordError(ValueError):
@@ -136,7 +143,7 @@ def _score_list(record: dict, field: str) -> tuple[float, ...]:
 
 def _timestamp(record: dict) -> datetime:
     """The pass time, 'YYYY-MM-DD HH:MM:SS' with an optional T, fraction and UTC offset."""
-    text = _text(record, "time_check", 64)
+    text = _text(record, "time_check", MAX_TIMESTAMP_CHARS)
     if not _TIMESTAMP.fullmatch(text):
         raise RecordError("time_check", f"must be a timestamp like '2021-08-01 09:02:59', got {_shown(text)}")
     try:
@@ -155,8 +162,8 @@ def parse_record(record: Any) -> Record:
     return Record(
         regno_recognize=_plate(record, "regno_recognize"),
         afts_regno_ai=_plate(record, "afts_regno_ai"),
-        recognition_accuracy=_number(record, "recognition_accuracy", 0.0, 100.0),
-        afts_regno_ai_score=_number(record, "afts_regno_ai_score", 0.0, 1.0),
+        recognition_accuracy=_number(record, "recognition_accuracy", *ACCURACY_RANGE),
+        afts_regno_ai_score=_number(record, "afts_regno_ai_score", *SCORE_RANGE),
         afts_regno_ai_char_scores=_score_list(record, "afts_regno_ai_char_scores"),
         afts_regno_ai_length_scores=_score_list(record, "afts_regno_ai_length_scores"),
         camera_type=_text(record, "camera_type", MAX_LABEL_CHARS),
@@ -174,6 +181,8 @@ def canonical_bytes(record: Record) -> bytes:
 
 def json_kind(value: Any) -> str:
     """The JSON name of a decoded value's type, for error messages."""
+    if isinstance(value, dict):
+        return "an object"
     if isinstance(value, list):
         return "an array"
     if isinstance(value, str):

@@ -9,7 +9,7 @@ from flask import Flask
 
 from config import Settings, SettingsError
 from model.scorer import ModelLoadError, Scorer
-from service import access_log, debug, envelope, health, scoring, sentry, state
+from service import access_log, debug, docs, envelope, health, scoring, sentry, state
 from service.auth import ApiKeys
 from service.batcher import MicroBatcher
 from service.cache import ScoreCache
@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings.check()
     configure_logger(settings)
     scorer = Scorer.load(settings.model_path)
-    app = ServiceFlask(__name__)
+    app = ServiceFlask(__name__, static_folder=None)  # no static files of its own; Swagger UI brings its own
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     keys = ApiKeys(settings.effective_api_keys())
     cache = ScoreCache.from_settings(settings)
@@ -65,6 +65,7 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
     """One blueprint per concern; the debug one only when asked for."""
     app.register_blueprint(scoring.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(docs.bp)
     if settings.sentry_debug_route:
         app.register_blueprint(debug.bp)
 

@@ -30,6 +30,8 @@ class ServiceState:
     #: Shares CatBoost calls between concurrent requests of this worker.
     batcher: MicroBatcher
     started: float = field(default_factory=time.monotonic)
+    #: The encoded OpenAPI document, built on its first request in each process (service/docs.py).
+    openapi_document: bytes | None = field(default=None, repr=False)
     #: The cache-key identity of the loaded model, derived once from it.
     model_identity: bytes = field(init=False)
     #: Keys the hashes of raw bodies whose answers are remembered, per model (see cache.answer_salt).

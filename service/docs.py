@@ -1,0 +1,39 @@
+"""The docs blueprint: the OpenAPI document at /openapi.json and Swagger UI at /docs; no key needed."""
+
+from __future__ import annotations
+
+import orjson
+from flask import Blueprint, Response, current_app, url_for
+from swagger_ui_bundle import swagger_ui_path
+
+from service import openapi
+from service.state import service_state
+
+bp = Blueprint("docs", __name__, static_folder=swagger_ui_path, static_url_path="/docs/static")
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>regno-api</title><link rel="stylesheet" href="{css}"></head>
+<body><div id="swagger-ui"></div><script src="{js}"></script>
+<script>SwaggerUIBundle({{url: "{document}", dom_id: "#swagger-ui"}});</script></body>
+</html>
+"""
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    """The OpenAPI document, built once per process (its example answer is a real prediction)."""
+    state = service_state(current_app)
+    if state.openapi_document is None:
+        document = openapi.build(state.settings, state.scorer.version, state.scorer.probe())
+        state.openapi_document = orjson.dumps(document)
+    return Response(state.openapi_document, 200, content_type="application/json")
+
+
+@bp.get("/docs")
+def swagger_ui():
+    """Swagger UI on the OpenAPI document."""
+    page = _PAGE.format(css=url_for("docs.static", filename="swagger-ui.css"),
+                        js=url_for("docs.static", filename="swagger-ui-bundle.js"),
+                        document=url_for("docs.openapi_document"))
+    return Response(page, 200, content_type="text/html; charset=utf-8")

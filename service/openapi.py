@@ -1,0 +1,163 @@
+"""The OpenAPI 3.0 document of the service, built from the record schema the validator shares."""
+
+from __future__ import annotations
+
+from config import Settings
+from model.record_schema import record_schema
+from model.scorer import PROBE_RECORD, Score
+
+VERSION = "3.0.3"
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _envelope(body: dict, status: str) -> dict:
+    """The {"body": ..., "status": ...} envelope around body."""
+    return {"type": "object", "required": ["body", "status"],
+            "properties": {"body": body, "status": {"type": "string", "enum": [status]}}}
+
+
+def _json(schema: dict, description: str, example: object | None = None, headers: dict | None = None) -> dict:
+    """A response with a JSON body."""
+    content = {"schema": schema}
+    if example is not None:
+        content["example"] = example
+    response = {"description": description, "content": {"application/json": content}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _fail(description: str) -> dict:
+    """A failure response in the fail envelope."""
+    return _json(_ref("Fail"), description)
+
+
+_REQUEST_ID = {"X-Request-ID": {"description": "the caller's request id when it is short and plain, else a new one",
+                                "schema": {"type": "string"}}}
+
+
+def build(settings: Settings, model_version: str, probe: Score) -> dict:
+    """The whole document for an app with these settings; probe is the model's score of the example record."""
+    take_ai = probe.positive >= settings.pick_threshold
+    answer_example = {
+        "positive": probe.positive, "negative": probe.negative,
+        "regno": PROBE_RECORD["afts_regno_ai" if take_ai else "regno_recognize"],
+        "source": "afts_regno_ai" if take_ai else "regno_recognize", "model": model_version,
+    }
+    bad_record = {**PROBE_RECORD, "direction": 7}
+    key_failures = {"401": _fail("no API key, or one that is not accepted")}
+    body_failures = {
+        "400": _fail("the body is not JSON of the expected shape, or a record field is wrong (the message names it)"),
+        "413": _fail("the body is larger than the limit"),
+        "415": _fail("the Content-Type is not application/json"),
+    }
+    scoring = {"security": [{"apiKey": []}], "tags": ["scoring"]}
+    metrics_security = [{"apiKey": []}] if settings.metrics_require_key else []
+    document = {
+        "openapi": VERSION,
+        "info": {
+            "title": "regno-api",
+            "version": model_version,
+            "description": "Decides whether the AI recogniser's plate should replace the camera's. Every answer "
+                           "is an envelope: `{\"body\": ..., \"status\": \"ok\"}` or `{\"body\": \"<what went "
+                           "wrong>\", \"status\": \"fail\"}`.",
+        },
+        "paths": {
+            "/reg/": {"post": {
+                **scoring,
+                "operationId": "score",
+                "summary": "Score one pass",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"anyOf": [_ref("Record"), {
+                        "type": "string", "description": "the record JSON-encoded once more (older clients)"}]},
+                    "example": PROBE_RECORD}}},
+                "responses": {
+                    "200": _json(_envelope(_ref("Answer"), "ok"), "the model's probabilities and the plate it picks",
+                                 {"body": answer_example, "status": "ok"},
+                                 {**_REQUEST_ID, "X-Cache": {"description": "where the score came from",
+                                                             "schema": {"type": "string",
+                                                                        "enum": ["hit-l1", "hit-l2", "miss"]}}}),
+                    **body_failures, **key_failures,
+                },
+            }},
+            "/reg/batch": {"post": {
+                **scoring,
+                "operationId": "scoreBatch",
+                "summary": "Score many passes in one call",
+                "description": f"At most {settings.batch_request_max_records} records and "
+                               f"{settings.batch_request_max_bytes} bytes. One result per record, in order. A record "
+                               "that fails validation gets an error result and the others are still scored.",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"anyOf": [_ref("Batch"), {
+                        "type": "object", "required": ["records"], "properties": {"records": _ref("Batch")}}]},
+                    "example": [PROBE_RECORD, bad_record]}}},
+                "responses": {
+                    "200": _json(_envelope({"type": "array", "items": {"anyOf": [_ref("Answer"), _ref("RecordError")]}},
+                                           "ok"), "one result per record, in order",
+                                 {"body": [answer_example, {"error": "direction: must be 0 or 1, got 7", "index": 1}],
+                                  "status": "ok"}, _REQUEST_ID),
+                    **body_failures, **key_failures,
+                },
+            }},
+            "/health": {"get": {"operationId": "status", "summary": "Status, model and cache", "tags": ["health"],
+                                "responses": {"200": _json(_envelope(_ref("Status"), "ok"), "the service's status")}}},
+            "/health/live": {"get": {"operationId": "live", "summary": "The process answers", "tags": ["health"],
+                                     "responses": {"200": _json(_envelope(_object({"status": _string()}), "ok"),
+                                                                "alive")}}},
+            "/health/ready": {"get": {
+                "operationId": "ready", "summary": "The model answers a probe in this worker", "tags": ["health"],
+                "responses": {"200": _json(_envelope(_object({"status": _string(), "model": _string()}), "ok"), "ready"),
+                              "503": _fail("the probe prediction failed")}}},
+            "/openapi.json": {"get": {
+                "operationId": "openapi", "summary": "This document", "tags": ["operations"],
+                "responses": {"200": _json({"type": "object"}, "the OpenAPI document")}}},
+            "/docs": {"get": {
+                "operationId": "docs", "summary": "Swagger UI for this document", "tags": ["operations"],
+                "responses": {"200": {"description": "an HTML page",
+                                      "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+            "/metrics": {"get": {
+                "operationId": "metrics", "summary": "Prometheus metrics of all workers", "tags": ["operations"],
+                "security": metrics_security,
+                "responses": {"200": {"description": "Prometheus text format",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}},
+                              **(key_failures if settings.metrics_require_key else {})}}},
+        },
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
+            "schemas": {
+                "Record": {**record_schema(), "example": PROBE_RECORD},
+                # The record limit is in the description, not maxItems: past it the answer is 413, which JSON
+                # Schema tools do not expect for a schema violation.
+                "Batch": {"type": "array",
+                          "description": f"records to score, at most {settings.batch_request_max_records}; an item "
+                                         "that is not a valid Record gets an error result",
+                          "items": {}},
+                "Answer": _object({
+                    "positive": {"type": "number", "minimum": 0, "maximum": 1,
+                                 "description": "probability that the AI plate is the right one"},
+                    "negative": {"type": "number", "minimum": 0, "maximum": 1},
+                    "regno": {"type": "string", "description": "the picked plate"},
+                    "source": {"type": "string", "enum": ["afts_regno_ai", "regno_recognize"]},
+                    "model": {"type": "string", "description": "version of the model that answered"},
+                }),
+                "RecordError": _object({"error": {"type": "string", "description": "the field and its problem"},
+                                        "index": {"type": "integer", "minimum": 0}}),
+                "Status": _object({"status": _string(), "model": _object({"version": _string(), "checksum": _string()}),
+                                   "uptime_s": {"type": "number"}, "cache": {"type": "object"}}),
+                "Fail": _envelope({"type": "string", "description": "what went wrong"}, "fail"),
+            },
+        },
+    }
+    return document
+
+
+def _string() -> dict:
+    return {"type": "string"}
+
+
+def _object(properties: dict) -> dict:
+    """An object that has all these properties."""
+    return {"type": "object", "required": list(properties), "properties": properties}
