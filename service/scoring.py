@@ -6,6 +6,7 @@ import time
 
 from flask import Blueprint, Response, current_app, g, request
 
+from model.pick import pick
 from model.records import Record, parse_record
 from model.scorer import Score
 from service.cache import ERROR, HIT_L1, MISS, body_key
@@ -26,14 +27,9 @@ def require_api_key() -> None:
 
 def answer_body(record: Record, score: Score, threshold: float, model_version: str) -> dict:
     """The body of a scored answer: probabilities, the chosen plate and its source, the model version."""
-    take_ai = score.positive >= threshold
-    return {
-        "positive": score.positive,
-        "negative": score.negative,
-        "regno": record.afts_regno_ai if take_ai else record.regno_recognize,
-        "source": "afts_regno_ai" if take_ai else "regno_recognize",
-        "model": model_version,
-    }
+    regno, source = pick(record, score, threshold)
+    return {"positive": score.positive, "negative": score.negative, "regno": regno, "source": source,
+            "model": model_version}
 
 
 # strict_slashes=False serves /reg as well as /reg/ without a redirect: clients POST to both.
