@@ -2,13 +2,14 @@
 
 Starts, one after another under the same gunicorn config: (a) the floor, a bare Flask app that parses
 the JSON and answers a constant; (b) the service on unique records (no cache hit possible); (c) the
-service on 50 repeated records (cache hits); (d) the team's original approach (model loaded per
-request). The service runs with metrics on, Sentry on (a local receiver) and its L1 cache, as `make run` does;
-one more row adds Redis (a local redis-server, which then shares the same cores).
+service on 50 repeated records (cache hits); (d) the service with Redis, on unique records; (e) the
+service on unique records sent 100 at a time to POST /reg/batch; (f) the team's original approach
+(model loaded per request). The service runs with metrics on, Sentry on (a local receiver) and its L1
+cache, as `make run` does; the Redis row adds a local redis-server, which then shares the same cores.
 Each is driven by wrk for the same time, in --rounds rounds that take the scenarios in turn; it prints
-the median req/s, p50, p99 and ratio to the floor (each round's ratio is against that round's floor),
-and the resident and proportional memory of the master and each worker after the last round.
-"""
+the median req/s, records/s, p50, p99 and records/s against the floor's (each round against that
+round's floor), and the resident and proportional memory of the master and each worker after the
+last round."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ from model.simulate import simulate_records
 from tests.servers import GUNICORN, children, free_port, service_env, start, stop
 
 KEY = "bench-key"
+#: Records per POST /reg/batch in the batch scenario.
+BATCH = 100
 #: Stands in a body for the recognition_accuracy each request makes unique (quotes included, so a number replaces it).
 PLACEHOLDER = '"__ACC__"'
 
@@ -46,25 +49,31 @@ class Result:
 
     name: str
     rate: float
+    records_per_request: int
     p50_ms: float
     p99_ms: float
     memory: list[tuple[str, int, int]]  # (process, RSS kB, PSS kB)
 
 
-def lua_script(bodies: list[bytes], unique: bool, folder: Path) -> Path:
-    """A wrk script that POSTs the bodies in turn; with unique, each gets a recognition_accuracy of its own."""
+def lua_script(bodies: list[bytes], name: str, folder: Path, path: str = "/reg/") -> Path:
+    """A wrk script that POSTs the bodies to path in turn.
+
+    Every PLACEHOLDER in a body gets a recognition_accuracy of its own on every request, so bodies with
+    placeholders are never cache hits; bodies without are sent as they are.
+    """
     parts = []
     for body in bodies:
-        text = body.decode()
-        prefix, _, suffix = text.partition(PLACEHOLDER) if unique else (text, "", "")
-        parts.append(f"{{[==[{prefix}]==], [==[{suffix}]==]}}")
-    script = folder / ("unique.lua" if unique else "repeat.lua")
-    value = 'string.format("%.6f", (n % 100000000) / 1000000)' if unique else '""'
+        pieces = body.decode().split(PLACEHOLDER)
+        parts.append("{" + ", ".join(f"[==[{piece}]==]" for piece in pieces) + "}")
+    script = folder / f"{name}.lua"
     script.write_text(
-        "local parts = {\n" + ",\n".join(parts) + "\n}\nlocal n = 0\n"
+        "local bodies = {\n" + ",\n".join(parts) + "\n}\nlocal n = 0\n"
         f'local headers = {{["Content-Type"] = "application/json", ["x-api-key"] = "{KEY}"}}\n'
-        "request = function()\n  n = n + 1\n  local p = parts[n % #parts + 1]\n"
-        f"  return wrk.format(\"POST\", \"/reg/\", headers, p[1] .. {value} .. p[2])\nend\n",
+        "request = function()\n  n = n + 1\n  local parts = bodies[n % #bodies + 1]\n  local out = {parts[1]}\n"
+        "  for i = 2, #parts do\n"
+        '    out[#out + 1] = string.format("%.6f", ((n * 128 + i) % 100000000) / 1000000)\n'
+        "    out[#out + 1] = parts[i]\n  end\n"
+        f'  return wrk.format("POST", "{path}", headers, table.concat(out))\nend\n',
         encoding="utf-8",
     )
     return script
@@ -115,7 +124,8 @@ def serve(app: str, env: dict, folder: Path, workers: int, probe: bytes):
         time.sleep(0.2)
 
 
-def measure(name: str, app: str, env: dict, script: Path, args, folder: Path, probe: bytes) -> Result:
+def measure(name: str, app: str, env: dict, script: Path, args, folder: Path, probe: bytes,
+            records_per_request: int = 1) -> Result:
     """Serve app, warm it up, drive it with wrk, read its memory, stop it."""
     server = serve(app, env, folder, args.workers, probe)
     try:
@@ -126,7 +136,7 @@ def measure(name: str, app: str, env: dict, script: Path, args, folder: Path, pr
         usage = [(label, *memory(pid)) for label, pid in pids]
     finally:
         stop(server)
-    return Result(name, rate, p50, p99, usage)
+    return Result(name, rate, records_per_request, p50, p99, usage)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,22 +160,25 @@ def main(argv: list[str] | None = None) -> int:
     service = {**common, "SENTRY_DSN": f"http://key@127.0.0.1:{sink.server_address[1]}/1"}
     with_redis = {**service, "REDIS_URL": redis_url}
     records = simulate_records(1000, seed=11)
-    unique = lua_script([orjson.dumps(dict(record, recognition_accuracy="__ACC__")) for record in records], True,
-                        folder)
-    repeated = lua_script([orjson.dumps(record) for record in records[:50]], False, folder)
+    marked = [dict(record, recognition_accuracy="__ACC__") for record in records]
+    unique = lua_script([orjson.dumps(record) for record in marked], "unique", folder)
+    repeated = lua_script([orjson.dumps(record) for record in records[:50]], "repeat", folder)
+    batches = lua_script([orjson.dumps(marked[start:start + BATCH]) for start in range(0, len(marked), BATCH)],
+                         "batch", folder, "/reg/batch")
     probe = orjson.dumps(records[0])
     scenarios = [
         ("floor: bare Flask, parse JSON, constant answer", "loadtest.floor_app:app", common, repeated),
         ("service, unique records (no cache hit)", "service.wsgi:app", service, unique),
         ("service, 50 repeated records (L1 hits)", "service.wsgi:app", service, repeated),
         ("service with Redis, unique records", "service.wsgi:app", with_redis, unique),
+        (f"service, unique records in batches of {BATCH} (POST /reg/batch)", "service.wsgi:app", service, batches),
     ]
     if not args.skip_team:
         scenarios.append(("team's approach: model loaded per request", "loadtest.team_app:app", common, unique))
     try:
         # Rounds go through every scenario in turn, so a slow spell of this shared machine hits all of them.
-        rounds = [[measure(name, app, env, script, args, folder, probe) for name, app, env, script in scenarios]
-                  for _ in range(args.rounds)]
+        rounds = [[measure(name, app, env, script, args, folder, probe, BATCH if script is batches else 1)
+                   for name, app, env, script in scenarios] for _ in range(args.rounds)]
     finally:
         redis_process.terminate()
         sink.shutdown()
@@ -182,12 +195,14 @@ def print_tables(rounds: list[list[Result]], args) -> None:
           f"(1 thread, {args.connections} connections) sharing the same {os.cpu_count()} cores; "
           f"{args.seconds} s per scenario after a 2 s warm-up; median of {count} round{'s' * (count > 1)}, "
           f"the scenarios taking turns.\n")
-    print("| scenario | req/s | p50 ms | p99 ms | vs floor | vs floor, each round |")
-    print("|---|---:|---:|---:|---:|---|")
+    print("| scenario | req/s | records/s | p50 ms | p99 ms | records/s vs floor | vs floor, each round |")
+    print("|---|---:|---:|---:|---:|---:|---|")
     for index, name in enumerate(result.name for result in rounds[0]):
         runs = [each_round[index] for each_round in rounds]
-        ratios = [each_round[index].rate / each_round[0].rate for each_round in rounds]
-        print(f"| {name} | {median(r.rate for r in runs):,.0f} | {median(r.p50_ms for r in runs):.2f} | "
+        ratios = [each_round[index].rate * each_round[index].records_per_request / each_round[0].rate
+                  for each_round in rounds]
+        print(f"| {name} | {median(r.rate for r in runs):,.0f} | "
+              f"{median(r.rate * r.records_per_request for r in runs):,.0f} | {median(r.p50_ms for r in runs):.2f} | "
               f"{median(r.p99_ms for r in runs):.2f} | {median(ratios):.2f} | "
               f"{' '.join(f'{ratio:.2f}' for ratio in ratios)} |")
     print("\n| scenario | process | RSS MiB | PSS MiB |")

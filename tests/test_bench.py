@@ -20,18 +20,22 @@ def test_bench_reports_every_scenario_against_the_floor():
     result = subprocess.run([sys.executable, "-m", "loadtest.bench", "--seconds", "1", "--rounds", "2", "--skip-team"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = re.findall(r"^\| ((?:floor|service)[^|]*) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d. ]+) \|$",
-                      result.stdout, re.M)
-    assert [row[0].split(":")[0].split(",")[0] for row in rows] == ["floor", "service", "service", "service with Redis"]
-    for name, rate, p50, p99, ratio, each_round in rows:
+    rows = re.findall(r"^\| ((?:floor|service)[^|]*) \| ([\d,]+) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| "
+                      r"([\d. ]+) \|$", result.stdout, re.M)
+    assert [row[0].split(":")[0].split(",")[0] for row in rows] == ["floor", "service", "service", "service with Redis",
+                                                                    "service"]
+    assert "batches of 100" in rows[4][0]
+    for name, rate, records, p50, p99, ratio, each_round in rows:
+        per_request = 100 if "batches" in name else 1
         assert float(rate.replace(",", "")) > 0, name
+        assert float(records.replace(",", "")) == pytest.approx(float(rate.replace(",", "")) * per_request, rel=0.01)
         assert 0 < float(p50) <= float(p99), name
-        assert 0 < float(ratio) < 3, name
+        assert 0 < float(ratio) < 3 * per_request, name
         ratios = [float(value) for value in each_round.split()]
         assert len(ratios) == 2 and min(ratios) <= float(ratio) <= max(ratios), name
-    assert rows[0][4] == "1.00" and rows[0][5] == "1.00 1.00"
+    assert rows[0][5] == "1.00" and rows[0][6] == "1.00 1.00"
     memory = re.findall(r"^\| \w[^|]* \| (master|worker \d) \| (\d+) \| (\d+) \|$", result.stdout, re.M)
-    assert len(memory) == 4 * 3  # a master and two workers per scenario
+    assert len(memory) == 5 * 3  # a master and two workers per scenario
     assert all(0 < int(pss) <= int(rss) for _, rss, pss in memory)
 
 
