@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # make run's development defaults; anything set in the environment wins.
 REGNO_ENV ?= development
 
-.PHONY: run test load model bench bench-record bench-cache bench-overhead redis-server prometheus wrk clean
+.PHONY: run test load model bench bench-record bench-cache bench-overhead bench-score-file redis-server prometheus wrk clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "make: no python3 found; install Python 3.11" >&2; exit 1; }
@@ -60,6 +60,10 @@ bench: $(VENV)/.installed-test redis-server wrk
 # Throughput of /reg/ with metrics and Sentry on against both off, under the same gunicorn, in one run.
 bench-overhead: $(VENV)/.installed-test wrk
 	$(BIN)/python -m loadtest.bench_overhead
+
+# regno-score on a generated file of a million rows: time and peak memory.
+bench-score-file: $(VENV)/.installed-test
+	$(BIN)/python -m loadtest.bench_score_file $(BENCH_ARGS)
 
 # Replay traffic at a fixed total rate against an ALREADY RUNNING service (start it first, e.g. `make run` in
 # another shell), then summarise Locust's CSVs; RECORDS=file.csv replays that CSV instead of simulated records.

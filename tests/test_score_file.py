@@ -2,42 +2,24 @@
 
 from __future__ import annotations
 
-import csv
 import os
+import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from loadtest.bench_score_file import REGNO_SCORE, run_measured, write_records
 from model.records import FIELDS
 from model.simulate import simulate_records
 from tests.conftest import read_csv
-
-REGNO_SCORE = str(Path(sys.executable).with_name("regno-score"))
-
+from tests.servers import ROOT
 
 def run(args: list, **env) -> subprocess.CompletedProcess:
     """regno-score as a user runs it (the console script setup.cfg declares), with extra environment."""
     full_env = {**os.environ, **{name: str(value) for name, value in env.items()}}
     return subprocess.run([REGNO_SCORE, *map(str, args)], capture_output=True, text=True, env=full_env, timeout=600)
-
-
-def peak_rss_kib(args: list) -> tuple[int, int]:
-    """(exit status, peak resident memory in KiB) of one regno-score run, from the kernel's accounting."""
-    process = subprocess.Popen([REGNO_SCORE, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, usage.ru_maxrss
-
-
-def write_records(path: Path, records: list[dict]) -> None:
-    """Records as a CSV with the contract's columns, the way the team's test_data.csv is laid out."""
-    with open(path, "w", encoding="utf-8", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows({name: record[name] for name in FIELDS} for record in records)
 
 
 def test_team_sample_matches_their_probabilities(customer, team_model, team_expected, tmp_path):
@@ -104,14 +86,26 @@ def test_unusable_runs_say_why_in_one_line(tmp_path, args, message):
 @pytest.mark.slow
 def test_memory_stays_bounded_as_the_file_grows(tmp_path):
     """Peak memory with 10 times the rows grows by far less than the data: the file is never held whole."""
-    records = simulate_records(60_000, seed=5)
+    records = simulate_records(6_000, seed=5)
     small, large = tmp_path / "small.csv", tmp_path / "large.csv"
-    write_records(small, records[:6_000])
-    write_records(large, records)
-    small_status, small_peak = peak_rss_kib([small, "--chunk-rows", "2000"])
-    large_status, large_peak = peak_rss_kib([large, "--chunk-rows", "2000"])
+    write_records(small, records)
+    write_records(large, records, copies=10)
+    small_status, small_peak, _ = run_measured([small, "--chunk-rows", "2000"])
+    large_status, large_peak, _ = run_measured([large, "--chunk-rows", "2000"])
     assert small_status == large_status == 0
     assert large.stat().st_size > 10 * 1024 * 1024
     # Reading the large file whole would add its size several times over (pandas objects per cell).
     assert large_peak - small_peak < 20 * 1024, (small_peak, large_peak)
     assert len(read_csv(tmp_path / "large.scored.csv")) == 60_000
+
+
+def test_file_bench_reports_time_and_peak_memory():
+    """`python -m loadtest.bench_score_file` scores a generated file and prints rows, time and peak RSS."""
+    result = subprocess.run([sys.executable, "-m", "loadtest.bench_score_file", "--rows", "300", "--chunk-rows", "100"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    figures = re.search(r"^300 rows, [\d.]+ MB of CSV, chunks of 100: exit 0, ([\d.]+) s wall, peak RSS ([\d,]+) MiB$",
+                        result.stdout, re.M)
+    assert figures, result.stdout
+    assert float(figures.group(1)) > 0 and 50 < int(figures.group(2).replace(",", "")) < 4000
+    assert "300 rows, 300 scored, 0 failed" in result.stdout
