@@ -151,6 +151,13 @@ def build(settings: Settings, model_version: str, probe: Score) -> dict:
             },
         },
     }
+    if settings.sentry_debug_route:
+        document["paths"]["/debug/sentry"] = {"post": {
+            **scoring, "tags": ["operations"], "operationId": "debugSentry",
+            "summary": "Fail on purpose with a record's plates in the error, to check Sentry gets it scrubbed",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Record")}}},
+            "responses": {"500": _fail("always, after reporting the error to Sentry"), **body_failures,
+                          **key_failures}}}
     return document
 
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dataclasses import replace
+
 import jsonschema
 import pytest
 import schemathesis
@@ -15,6 +17,7 @@ from openapi_spec_validator import validate
 
 from model.record_schema import record_schema
 from model.records import FIELDS, RecordError, parse_record
+from service import create_app
 from tests.conftest import API_KEY
 from tests.servers import gunicorn
 
@@ -35,6 +38,15 @@ def test_document_is_valid_openapi(app, client):
     assert set(document["paths"]) == rules
     assert document["components"]["securitySchemes"]["apiKey"] == {"type": "apiKey", "in": "header",
                                                                    "name": "x-api-key"}
+
+
+def test_debug_route_is_documented_when_served(settings):
+    """With SENTRY_DEBUG_ROUTE on, /debug/sentry is served and documented too; the document stays valid."""
+    app = create_app(replace(settings, sentry_debug_route=True))
+    document = app.test_client().get("/openapi.json").get_json()
+    validate(document)
+    assert "/debug/sentry" in {rule.rule for rule in app.url_map.iter_rules()}
+    assert set(document["paths"]["/debug/sentry"]["post"]["responses"]) == {"500", "400", "413", "415", "401"}
 
 
 def test_document_examples_are_real_answers(client):
