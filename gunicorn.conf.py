@@ -21,6 +21,8 @@ _shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 _metrics_dir = _settings.prometheus_multiproc_dir or Path(tempfile.mkdtemp(prefix="regno-metrics-", dir=_shm))
 _metrics_dir.mkdir(parents=True, exist_ok=True)  # emptied in on_starting, which runs once, not on reloads
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
+# The workers' heartbeat files are touched every few seconds: on tmpfs too, when there is one.
+worker_tmp_dir = _shm
 
 wsgi_app = "service.wsgi:app"
 bind = [_settings.bind]
