@@ -94,10 +94,10 @@ def stop(server: Server, seconds: float = 20.0) -> str:
     return server.output()
 
 
-def start(command: list[str], env: Mapping[str, str], log: Path, port: int) -> Server:
-    """Start a server command in the repo root with its stderr going to log."""
+def start(command: list[str], env: Mapping[str, str], log: Path, port: int, cwd: Path = ROOT) -> Server:
+    """Start a server command (in the repo root unless told) with its stderr going to log."""
     with open(log, "wb") as stream:
-        process = subprocess.Popen(command, cwd=ROOT, env=dict(env), stdout=subprocess.DEVNULL, stderr=stream,
+        process = subprocess.Popen(command, cwd=cwd, env=dict(env), stdout=subprocess.DEVNULL, stderr=stream,
                                    start_new_session=True)
     return Server(process, f"http://127.0.0.1:{port}", log)
 

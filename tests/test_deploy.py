@@ -1,0 +1,238 @@
+"""The deployment files, checked without a container engine: validators, consistency with the code, the install."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from compose_spec import PyCompose
+
+from config import _VARIABLES, Settings
+from service import create_app
+from tests.conftest import API_KEY
+from tests.servers import ROOT, free_port, start, stop, wait_until_ready
+
+BIN = Path(sys.executable).parent
+DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+K8S = ROOT / "deploy" / "k8s"
+MANIFESTS = sorted(path for path in K8S.rglob("*.yaml") if path.name != "kustomization.yaml")
+#: Every variable the service reads: its settings, and the two that carry the API keys.
+SETTINGS = set(_VARIABLES) | {"API_KEYS", "API_KEYS_FILE"}
+PORT = 8000
+
+
+def _documents(path: Path) -> list[dict]:
+    return [document for document in yaml.safe_load_all(path.read_text(encoding="utf-8")) if document]
+
+
+def _k8s(kind: str, name: str) -> dict:
+    """One manifest of the base by kind and name."""
+    for path in MANIFESTS:
+        for document in _documents(path):
+            if document["kind"] == kind and document["metadata"]["name"] == name:
+                return document
+    raise LookupError(f"no {kind} {name}")
+
+
+def _api_container() -> dict:
+    return _k8s("Deployment", "regno-api")["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_compose_file_is_valid_compose_spec():
+    """The compose-spec parser (compose_spec, from PyPI) accepts the file, with every service we expect."""
+    compose = PyCompose.from_yaml((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+    assert sorted(compose.service_names()) == ["api", "grafana", "locust", "prometheus", "redis"]
+
+
+def test_hadolint_passes_the_dockerfile():
+    """hadolint (from PyPI) finds nothing at all in the Dockerfile, not even an info."""
+    run = subprocess.run([str(BIN / "hadolint"), "--no-color", "Dockerfile"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0 and run.stdout == "", run.stdout + run.stderr
+
+
+def test_every_manifest_passes_kubernetes_validate():
+    """kubernetes-validate (from PyPI), strict, accepts every Kubernetes manifest."""
+    assert len(MANIFESTS) >= 7
+    run = subprocess.run([str(BIN / "kubernetes-validate"), "--strict", *map(str, MANIFESTS)], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("passed") == sum(len(_documents(path)) for path in MANIFESTS)
+
+
+def test_kustomizations_list_existing_files_only():
+    """Every resource a kustomization names exists; every base manifest but the Secret example is listed."""
+    for kustomization in K8S.rglob("kustomization.yaml"):
+        for resource in yaml.safe_load(kustomization.read_text(encoding="utf-8"))["resources"]:
+            assert (kustomization.parent / resource).exists(), (kustomization, resource)
+    listed = set(yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text(encoding="utf-8"))["resources"])
+    assert {path.name for path in (K8S / "base").glob("*.yaml")} - listed == {"kustomization.yaml",
+                                                                              "secret.example.yaml"}
+
+
+def test_overlay_builds_with_kustomize(tmp_path):
+    """kubectl's kustomize builds the production overlay: its image and replicas win, and the result validates."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed here, so the overlay is not built (its files are checked above)")
+    built = subprocess.run([kubectl, "kustomize", str(K8S / "overlays" / "production")], capture_output=True,
+                           text=True, timeout=120)
+    assert built.returncode == 0, built.stderr
+    documents = [document for document in yaml.safe_load_all(built.stdout) if document]
+    deployment = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "regno-api")
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/regno-api:0.1.0"
+    assert {d["metadata"]["namespace"] for d in documents} == {"regno"}
+    (tmp_path / "built.yaml").write_text(built.stdout, encoding="utf-8")
+    run = subprocess.run([str(BIN / "kubernetes-validate"), "--strict", str(tmp_path / "built.yaml")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_every_variable_named_is_a_real_setting():
+    """The Dockerfile, compose's api service, .env.example and the manifests set only variables the service reads."""
+    named = set(re.findall(r"^\s+(\w+)=", DOCKERFILE.split("FROM ${PYTHON_IMAGE} AS runtime")[1].split(" AS load")[0],
+                           re.M))
+    named |= set(COMPOSE["services"]["api"]["environment"])
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    named |= set(re.findall(r"^(\w+)=", example, re.M)) - {"LOAD_API_KEY", "GRAFANA_ADMIN_PASSWORD"}
+    named |= set(_k8s("ConfigMap", "regno-api-config")["data"])
+    named |= {variable["name"] for variable in _api_container()["env"]}
+    python_own = {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR", "PIP_DISABLE_PIP_VERSION_CHECK"}
+    assert named - python_own <= SETTINGS, (named - python_own) - SETTINGS
+    assert {"API_KEYS", "SENTRY_DSN"} <= named
+    assert Settings.from_env({**_k8s("ConfigMap", "regno-api-config")["data"], "API_KEYS": "k"}).redis_url == \
+        "redis://regno-redis:6379/0"
+
+
+def test_health_paths_answer_in_the_app(settings):
+    """Every health check path the files name answers 200 in the app."""
+    paths = set(re.findall(r"127\.0\.0\.1:8000(/[\w/]+)", DOCKERFILE))
+    paths |= set(re.findall(r"127\.0\.0\.1:8000(/[\w/]+)", " ".join(COMPOSE["services"]["api"]["healthcheck"]["test"])))
+    container = _api_container()
+    paths |= {container["readinessProbe"]["httpGet"]["path"], container["livenessProbe"]["httpGet"]["path"]}
+    assert paths == {"/health/live", "/health/ready"}
+    client = create_app(settings).test_client()
+    for path in paths:
+        assert client.get(path).status_code == 200, path
+
+
+def test_ports_agree():
+    """The port gunicorn binds in the image is the one exposed, published, probed, scraped and annotated."""
+    assert f"BIND=0.0.0.0:{PORT}" in DOCKERFILE and f"EXPOSE {PORT}" in DOCKERFILE
+    assert COMPOSE["services"]["api"]["ports"] == [f"{PORT}:{PORT}"]
+    container = _api_container()
+    assert container["ports"] == [{"name": "http", "containerPort": PORT}]
+    annotations = _k8s("Deployment", "regno-api")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(PORT) and annotations["prometheus.io/path"] == "/metrics"
+    prometheus = yaml.safe_load((ROOT / "config" / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    assert prometheus["scrape_configs"][0]["static_configs"][0]["targets"] == [f"api:{PORT}"]
+    assert _k8s("Service", "regno-api")["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_mounted_and_copied_files_exist():
+    """Every file the Dockerfile copies and compose mounts is in the repo, where each tool expects it."""
+    for source in re.findall(r"^COPY (?!--from)([^\n]+?) \S+$", DOCKERFILE, re.M):
+        for part in source.split():
+            assert (ROOT / part).exists(), part
+    for service in COMPOSE["services"].values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), volume
+    grafana = COMPOSE["services"]["grafana"]
+    mounts = dict(volume.split(":")[:2] for volume in grafana["volumes"] if volume.startswith("./"))
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    dashboards = mounts["./config/grafana/dashboards"]
+    assert (ROOT / "config" / "grafana" / "dashboards" / Path(home).relative_to(dashboards)).is_file()
+    provider = yaml.safe_load(next((ROOT / "config" / "grafana" / "provisioning" / "dashboards").glob("*.yml"))
+                              .read_text(encoding="utf-8"))
+    assert provider["providers"][0]["options"]["path"] == dashboards
+    assert mounts["./config/grafana/provisioning"] == "/etc/grafana/provisioning"
+    assert COMPOSE["services"]["prometheus"]["volumes"][0] == "./config/prometheus:/etc/prometheus:ro"
+
+
+def test_shutdown_outlasts_gunicorn_graceful_timeout():
+    """Kubernetes and compose wait longer than gunicorn finishes requests; workers follow the CPU limit."""
+    graceful = int(_k8s("ConfigMap", "regno-api-config")["data"]["GRACEFUL_TIMEOUT"])
+    pod = _k8s("Deployment", "regno-api")["spec"]["template"]["spec"]
+    pre_stop = _api_container()["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + graceful
+    workers = next(v for v in _api_container()["env"] if v["name"] == "WORKERS")["valueFrom"]["resourceFieldRef"]
+    assert workers["resource"] == "limits.cpu"
+    api = COMPOSE["services"]["api"]
+    assert int(api["stop_grace_period"].rstrip("s")) > int(api["environment"]["GRACEFUL_TIMEOUT"])
+    assert api["environment"]["WORKERS"] == api["deploy"]["resources"]["limits"]["cpus"]
+    assert api["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert '"--maxmemory-policy", "allkeys-lru"' in (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+
+
+def test_env_file_is_ignored_and_the_example_is_not():
+    """.env holds secrets and stays out of git and of the image; .env.example is committed."""
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=ROOT)
+    assert ignored.returncode == 0
+    assert subprocess.run(["git", "check-ignore", "-q", ".env.example"], cwd=ROOT).returncode == 1
+    assert ".env" in (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
+    assert COMPOSE["services"]["api"]["env_file"] == [".env"]
+
+
+@pytest.mark.slow
+def test_the_image_install_step_gives_a_working_service(tmp_path):
+    """The Dockerfile's own install (its build context, build-wheels, install-wheels) in a fresh venv serves /reg/."""
+    context = tmp_path / "context"
+    build_stage = DOCKERFILE.split(" AS build")[1].split(" AS runtime")[0]
+    for source in re.findall(r"^COPY ([^\n]+?) \S+$", build_stage, re.M):
+        for part in source.split():
+            target = context / part
+            if (ROOT / part).is_dir():
+                shutil.copytree(ROOT / part, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / part, target)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("PYTHONPATH", None)
+    build = re.search(r"^RUN (scripts/build-wheels [^\n]+)$", build_stage, re.M).group(1).replace("/wheels",
+                                                                                                   str(tmp_path / "w"))
+    install = re.search(r"install-wheels /wheels\s*(\\)?$", DOCKERFILE, re.M)
+    assert install, "the runtime stage installs with install-wheels"
+    for command in (build, f"{context}/scripts/install-wheels {tmp_path / 'w'}"):
+        run = subprocess.run(command, shell=True, cwd=context, env=env, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stdout + run.stderr
+    site = next((venv / "lib").glob("python3.*/site-packages"))
+    assert (site / "service").is_dir() and (site / "model" / "regno_model.cbm").is_file()
+    assert not (site / "tests").exists() and not (site / "loadtest").exists()
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import config, model, service; "
+                            "print(config.__file__, model.__file__, service.__file__)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert where.returncode == 0 and all(path.startswith(str(site)) for path in where.stdout.split()), where
+    port = free_port()
+    shutil.copy2(ROOT / "gunicorn.conf.py", tmp_path / "gunicorn.conf.py")
+    server_env = {"PATH": env["PATH"], "API_KEYS": API_KEY, "BIND": f"127.0.0.1:{port}", "WORKERS": "2",
+                  "MODEL_PATH": str(site / "model" / "regno_model.cbm")}
+    # Started outside the repo, so nothing can be imported from the work tree: only what the install put in the venv.
+    server = start([str(venv / "bin" / "gunicorn"), "-c", "gunicorn.conf.py", "service.wsgi:app"], server_env,
+                   tmp_path / "gunicorn.log", port, cwd=tmp_path)
+    try:
+        wait_until_ready(server, seconds=60)
+        answer = requests.post(f"{server.base_url}/reg/", json=_probe_record(), headers={"x-api-key": API_KEY},
+                               timeout=10)
+        assert answer.status_code == 200 and answer.json()["status"] == "ok", answer.text
+    finally:
+        log = stop(server)
+    assert f"loaded from {site}" in log
+
+
+def _probe_record() -> dict:
+    from model.scorer import PROBE_RECORD
+
+    return PROBE_RECORD
