@@ -9,6 +9,7 @@ from typing import Any
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from model.records import Record, RecordError, json_kind, parse_record
+from service.answer import answer_body
 from service.state import ServiceState
 
 
@@ -25,8 +26,8 @@ def batch_records(value: Any, limit: int) -> list:
     return value
 
 
-def score_records(state: ServiceState, records: list, answer_body) -> list[dict]:
-    """One result per record, in order: answer_body's answer, or {"error", "index"} for a bad record.
+def score_records(state: ServiceState, records: list) -> list[dict]:
+    """One result per record, in order: the answer /reg/ gives, or {"error", "index"} for a bad record.
 
     Valid records are looked up in the cache together (one Redis round trip), and the ones it does not
     have are scored in one CatBoost call.

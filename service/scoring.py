@@ -1,4 +1,4 @@
-"""The scoring blueprint: POST /reg/ takes one record and answers the model's probabilities and pick."""
+"""The scoring blueprint: POST /reg/ scores one record, POST /reg/batch many; both need an API key."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import time
 
 from flask import Blueprint, Response, current_app, g, request
 
-from model.pick import pick
 from model.records import Record, parse_record
 from model.scorer import Score
+from service.answer import answer_body
+from service.batch import batch_records, score_records
 from service.cache import ERROR, HIT_L1, MISS, body_key
 from service.envelope import ok_bytes
-from service.batch import batch_records, score_records
 from service.request_body import decode_json, decode_json_object, read_json_body
 from service.sentry import remember_plates
 from service.state import service_state
@@ -23,13 +23,6 @@ bp = Blueprint("scoring", __name__, url_prefix="/reg")
 def require_api_key() -> None:
     """Every scoring request needs a key."""
     service_state(current_app).api_keys.require()
-
-
-def answer_body(record: Record, score: Score, threshold: float, model_version: str) -> dict:
-    """The body of a scored answer: probabilities, the chosen plate and its source, the model version."""
-    regno, source = pick(record, score, threshold)
-    return {"positive": score.positive, "negative": score.negative, "regno": regno, "source": source,
-            "model": model_version}
 
 
 # strict_slashes=False serves /reg as well as /reg/ without a redirect: clients POST to both.
@@ -64,7 +57,7 @@ def score_batch():
     state = service_state(current_app)
     request.max_content_length = state.settings.batch_request_max_bytes  # a batch may exceed MAX_BODY_BYTES
     records = batch_records(decode_json(read_json_body(request)), state.settings.batch_request_max_records)
-    return Response(ok_bytes(score_records(state, records, answer_body)), 200, content_type="application/json")
+    return Response(ok_bytes(score_records(state, records)), 200, content_type="application/json")
 
 
 def _answer(state, envelope: bytes, cached: str) -> Response:
