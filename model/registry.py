@@ -1,0 +1,137 @@
+"""Versioned model folders and the pointer files that name the current and candidate model.
+
+A model is a folder: `model.cbm` and `metadata.json` (version, created date, training data, held-out
+metrics, and the SHA-256 of `model.cbm`). A models directory holds such folders, named by version,
+and two pointer files: `current` names the folder that answers, `candidate` the one being tried (the
+file may be absent). Changing a pointer file (written to a temporary name, then renamed) is how a model
+is swapped or rolled back.
+
+    python -m model.registry publish MODEL.cbm --models-dir DIR [--version V] [--current | --candidate]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+from model.scorer import ModelLoadError, Scorer, file_checksum
+
+MODEL_FILE = "model.cbm"
+METADATA_FILE = "metadata.json"
+CURRENT, CANDIDATE = "current", "candidate"
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """What a pointer file says: the folder it names (None when the file is absent or empty) and its mtime."""
+
+    name: str | None
+    mtime_ns: int | None
+
+
+def read_pointer(models_dir: Path, which: str) -> Pointer:
+    """The version a pointer file names, and the file's mtime (None, None when there is no such file)."""
+    path = models_dir / which
+    try:
+        stat = path.stat()
+        name = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return Pointer(None, None)
+    return Pointer(name or None, stat.st_mtime_ns)
+
+
+def write_pointer(models_dir: Path, which: str, version: str | None) -> None:
+    """Point which (current or candidate) at version, atomically; None removes the pointer."""
+    path = models_dir / which
+    if version is None:
+        path.unlink(missing_ok=True)
+        return
+    temporary = models_dir / f".{which}.tmp"
+    temporary.write_text(version + "\n", encoding="utf-8")
+    os.replace(temporary, path)  # readers see the old name or the new one, never half a file
+
+
+def load_folder(folder: Path) -> Scorer:
+    """The scorer of a model folder, after checking its metadata and the checksum of its model file."""
+    metadata_path = folder / METADATA_FILE
+    try:
+        metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelLoadError(f"model folder {folder} has no {METADATA_FILE}") from None
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"{metadata_path} is not readable JSON: {error}") from None
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("version"), str):
+        raise ModelLoadError(f"{metadata_path} has no version")
+    model_path = folder / MODEL_FILE
+    if not model_path.is_file():
+        raise ModelLoadError(f"model folder {folder} has no {MODEL_FILE}")
+    checksum = file_checksum(model_path)
+    if metadata.get("sha256") != checksum:
+        raise ModelLoadError(f"{model_path} does not match the checksum in {METADATA_FILE}: the file changed or is "
+                             "incomplete")
+    scorer = Scorer.load(model_path)
+    scorer.version = metadata["version"]
+    return scorer
+
+
+def publish(model_file: Path, models_dir: Path, version: str | None = None, extra: dict | None = None) -> Path:
+    """Copy a .cbm into a new model folder of models_dir, with its metadata; the folder's path.
+
+    The version defaults to the one in the model's own metadata; the held-out figures and training
+    description come from there too when train.py wrote them.
+    """
+    scorer = Scorer.load(model_file)  # refuses what the service would refuse
+    own = dict(scorer.model.get_metadata())
+    version = version or own.get("version") or f"sha256-{scorer.checksum[:12]}"
+    folder = models_dir / version
+    if folder.exists():
+        raise FileExistsError(f"{folder} exists: a published version is never overwritten")
+    staging = models_dir / f".{version}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copyfile(model_file, staging / MODEL_FILE)
+    metadata = {
+        "version": version,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "training_data": own.get("trained_with", "not recorded in the model"),
+        "holdout_metrics": {name: float(own[name]) for name in ("holdout_auc", "holdout_accuracy") if name in own},
+        "sha256": file_checksum(staging / MODEL_FILE),
+        **(extra or {}),
+    }
+    (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+    os.replace(staging, folder)  # the folder appears whole or not at all
+    return folder
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`publish`: make a model folder from a .cbm and optionally point current or candidate at it."""
+    parser = argparse.ArgumentParser(prog="python -m model.registry", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    publish_command = commands.add_parser("publish", help="copy a .cbm into a new model folder")
+    publish_command.add_argument("model", type=Path)
+    publish_command.add_argument("--models-dir", type=Path, required=True)
+    publish_command.add_argument("--version")
+    pointer = publish_command.add_mutually_exclusive_group()
+    pointer.add_argument("--current", action="store_true", help="then point `current` at it")
+    pointer.add_argument("--candidate", action="store_true", help="then point `candidate` at it")
+    args = parser.parse_args(argv)
+    try:
+        folder = publish(args.model, args.models_dir, args.version)
+    except (ModelLoadError, FileExistsError, OSError) as error:
+        print(f"registry: {error}", file=sys.stderr)
+        return 2
+    if args.current or args.candidate:
+        write_pointer(args.models_dir, CURRENT if args.current else CANDIDATE, folder.name)
+    print(folder)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
