@@ -36,6 +36,10 @@ class Settings:
     env: str = "production"
     #: The CatBoost model file; the bundled model by default.
     model_path: Path = BUNDLED_MODEL
+    #: A models directory (model folders and `current`/`candidate` pointer files); it wins over MODEL_PATH.
+    models_dir: Path | None = None
+    #: Seconds between two looks at the models directory's `current` pointer, in each worker.
+    model_poll_s: float = 2.0
     #: Accepted values of the x-api-key header (several at once, so keys can rotate).
     api_keys: tuple[str, ...] = ()
     #: `positive` at or above this picks the AI plate.
@@ -203,6 +207,8 @@ def _boolean(raw: str) -> bool:
 _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "REGNO_ENV": ("env", str),
     "MODEL_PATH": ("model_path", Path),
+    "MODELS_DIR": ("models_dir", Path),
+    "MODEL_POLL_S": ("model_poll_s", _positive_float),
     "PICK_THRESHOLD": ("pick_threshold", _probability),
     "MAX_BODY_BYTES": ("max_body_bytes", _positive_int),
     "BATCH_MAX_SIZE": ("batch_max_size", _positive_int),

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
         state = apps["l2"].extensions["regno"]
         parsed = [parse_record(record) for record in records]
-        keys = [state.cache.key(state.model_identity, record) for record in parsed]
+        keys = [state.cache.key(state.model.identity, record) for record in parsed]
         l1_cache = apps["l1"].extensions["regno"].cache
         cases = {
             "POST /reg/, model call (no cache)": post("none"),
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             "POST /reg/, L2 hit (Redis on loopback)": post("l2"),
             "model call alone (validate, features, predict)": lambda i: state.scorer.score(parse_record(records[i])),
             "L1 lookup alone (validate, key, get)": lambda i: l1_cache.get(
-                l1_cache.key(state.model_identity, parse_record(records[i]))),
+                l1_cache.key(state.model.identity, parse_record(records[i]))),
             "L2 lookup alone (GET from Redis)": lambda i: state.cache.store.get(keys[i]),
         }
         results: dict[str, list[float]] = {name: [] for name in cases}

@@ -9,9 +9,8 @@ from flask import Flask
 
 from config import Settings, SettingsError
 from model.scorer import ModelLoadError, Scorer
-from service import access_log, debug, docs, envelope, health, scoring, sentry, state
+from service import access_log, debug, docs, envelope, health, model_watcher, scoring, sentry, state
 from service.auth import ApiKeys
-from service.batcher import MicroBatcher
 from service.cache import ScoreCache
 from service.flask_app import ServiceFlask
 from service.metrics import init_metrics
@@ -27,7 +26,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     settings.check()
     configure_logger(settings)
-    scorer = Scorer.load(settings.model_path)
+    if settings.models_dir is not None:
+        scorer, pointer = model_watcher.load_current(settings.models_dir)
+    else:
+        scorer, pointer = Scorer.load(settings.model_path), None
     app = ServiceFlask(__name__, static_folder=None)  # no static files of its own; Swagger UI brings its own
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     keys = ApiKeys(settings.effective_api_keys())
@@ -37,8 +39,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     if metrics is not None and cache.store is not None:
         cache.store.counters.sink = metrics.redis_event
         cache.store.breaker.on_change = metrics.breaker_changed
-    batcher = MicroBatcher(scorer.predict_vectors, settings.batch_max_size)
-    state.init_app(app, state.ServiceState(settings, scorer, keys, cache, metrics, batcher))
+    app_state = state.ServiceState(settings, state.ModelSlot.of(scorer, settings.batch_max_size), keys, cache, metrics)
+    if pointer is not None:
+        app_state.watcher = model_watcher.ModelWatcher(app_state, settings.models_dir, settings.model_poll_s, pointer)
+    state.init_app(app, app_state)
     register_blueprints(app, settings)
     envelope.register_error_handlers(app)
     if metrics is not None and settings.prometheus_multiproc_dir is None:
@@ -87,6 +91,8 @@ def start_worker(app: Flask) -> None:
     current = state.service_state(app)
     sentry.init_sentry(current.settings, current.scorer.version)
     score = current.scorer.probe()
+    if current.watcher is not None:
+        current.watcher.start()  # threads do not survive the fork: each worker starts its own
     if current.metrics is not None:
         current.metrics.worker_started(current.scorer, current.cache.breaker_state)
     log.info("worker warmed up: probe positive=%.6f", score.positive)

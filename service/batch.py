@@ -41,19 +41,20 @@ def score_records(state: ServiceState, records: list) -> list[dict]:
         except RecordError as error:
             results[index] = {"error": str(error), "index": index}
             failures[error.field] += 1
-    keys = [state.cache.key(state.model_identity, record) for _, record in valid]
+    model = state.model  # read once: one model answers the whole batch, even across a swap
+    keys = [state.cache.key(model.identity, record) for _, record in valid]
     found = state.cache.get_many(keys)
     missing = [position for position, (score, _) in enumerate(found) if score is None]
     if missing:
         started = time.perf_counter()
-        vectors = [state.scorer.build_vector(valid[position][1]) for position in missing]
+        vectors = [model.scorer.build_vector(valid[position][1]) for position in missing]
         built = time.perf_counter()
-        scores = state.scorer.predict_vectors(vectors)
+        scores = model.scorer.predict_vectors(vectors)
         predicted = time.perf_counter()
         for position, score in zip(missing, scores):
             found[position] = (score, found[position][1])
             state.cache.put(keys[position], score)
-    threshold, version = state.settings.pick_threshold, state.scorer.version
+    threshold, version = state.settings.pick_threshold, model.scorer.version
     for (index, record), (score, _) in zip(valid, found):
         results[index] = answer_body(record, score, threshold, version)
     if state.metrics is not None:

@@ -31,10 +31,12 @@ def ready():
 def status():
     """Status, model identity and uptime."""
     state = service_state(current_app)
+    scorer = state.model.scorer
     return ok(
         {
             "status": "ok",
-            "model": {"version": state.scorer.version, "checksum": state.scorer.checksum},
+            "model": {"version": scorer.version, "checksum": scorer.checksum},
+            "model_refused": state.model_refusal,
             "uptime_s": round(time.monotonic() - state.started, 3),
             "cache": state.cache.status(),
         }

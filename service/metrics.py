@@ -49,6 +49,9 @@ class ServiceMetrics:
                              registry=registry)
         self.model_info = Gauge("regno_model_info", "The loaded model (value 1)", ["version", "checksum"],
                                 multiprocess_mode="livemax", registry=registry)
+        self.model_refusals = Counter("regno_model_refusals_total", "Models the watcher refused to swap to",
+                                      registry=registry)
+        self.model_swaps = Counter("regno_model_swaps_total", "Model swaps done, per worker", registry=registry)
         self._lookups: dict[str, Counter] = {}
         self._scored: dict[tuple[str, str], tuple] = {}
         self.workers_alive = Gauge("regno_workers_alive", "Worker processes serving", multiprocess_mode="livesum",
@@ -57,12 +60,20 @@ class ServiceMetrics:
     def worker_started(self, scorer: Scorer, breaker_state: str) -> None:
         """Set the per-process gauges; called in each worker after the fork (never in the master)."""
         self.workers_alive.set(1)
+        self.model_refusals.inc(0)
+        self.model_swaps.inc(0)
         self.model_info.labels(scorer.version, scorer.checksum).set(1)
         self.breaker_changed(breaker_state)
         for result in CACHE_RESULTS:
             self.cache_lookups.labels(result).inc(0)  # inc(0) writes this worker's own zero
         for event in EVENTS:
             self.redis_events.labels(event).inc(0)
+
+    def model_changed(self, old: Scorer, new: Scorer) -> None:
+        """A swap: the old model's info goes to 0, the new one's to 1."""
+        self.model_info.labels(old.version, old.checksum).set(0)
+        self.model_info.labels(new.version, new.checksum).set(1)
+        self.model_swaps.inc()
 
     def breaker_changed(self, state: str) -> None:
         """Record the breaker's new state."""

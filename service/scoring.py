@@ -14,7 +14,7 @@ from service.cache import ERROR, HIT_L1, MISS, body_key
 from service.envelope import ok_bytes
 from service.request_body import decode_json, decode_json_object, read_json_body
 from service.sentry import remember_plates
-from service.state import service_state
+from service.state import ModelSlot, service_state
 
 bp = Blueprint("scoring", __name__, url_prefix="/reg")
 
@@ -30,20 +30,21 @@ def require_api_key() -> None:
 def score_one():
     """Score one record."""
     state = service_state(current_app)
+    model = state.model  # read once: a swap during this request does not change the model that answers it
     body = read_json_body(request)
     # A resent pass arrives as the very same bytes: its remembered answer skips decoding and validation.
-    key_of_body = body_key(state.answer_salt, body)
+    key_of_body = body_key(model.salt, body)
     remembered = state.cache.answer_for(key_of_body)
     if remembered is not None:
         return _answer(state, remembered, HIT_L1)
     record = parse_record(decode_json_object(body))
     remember_plates(record.regno_recognize, record.afts_regno_ai)
-    key = state.cache.key(state.model_identity, record)
+    key = state.cache.key(model.identity, record)
     score, cached = state.cache.get(key)
     if score is None:
-        score, timings = _score(state, record)
+        score, timings = _score(model, record)
         state.cache.put(key, score)
-    answer = answer_body(record, score, state.settings.pick_threshold, state.scorer.version)
+    answer = answer_body(record, score, state.settings.pick_threshold, model.scorer.version)
     if state.metrics is not None and cached in (MISS, ERROR):
         state.metrics.scored(score.positive, answer["source"], answer["model"], *timings)
     envelope = ok_bytes(answer)
@@ -70,10 +71,10 @@ def _answer(state, envelope: bytes, cached: str) -> Response:
     return response
 
 
-def _score(state, record: Record) -> tuple[Score, tuple[float, float]]:
+def _score(model: ModelSlot, record: Record) -> tuple[Score, tuple[float, float]]:
     """Score a record with the model; also the seconds spent building features and predicting."""
     started = time.perf_counter()
-    vector = state.scorer.build_vector(record)
+    vector = model.scorer.build_vector(record)
     built = time.perf_counter()
-    score = state.batcher.score(vector)
+    score = model.batcher.score(vector)
     return score, (built - started, time.perf_counter() - built)

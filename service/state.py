@@ -17,30 +17,48 @@ from service.metrics import ServiceMetrics
 _EXTENSION = "regno"
 
 
+@dataclass(frozen=True)
+class ModelSlot:
+    """A loaded model and what derives from it. A swap replaces the whole slot, so a request that reads
+    state.model once uses one model throughout: never one model's cache key with another's score."""
+
+    scorer: Scorer
+    #: Shares CatBoost calls between concurrent requests of this worker.
+    batcher: MicroBatcher
+    #: The cache-key identity of the model (see cache.model_identity).
+    identity: bytes
+    #: Keys the hashes of raw bodies whose answers are remembered, per model (see cache.answer_salt).
+    salt: bytes
+
+    @classmethod
+    def of(cls, scorer: Scorer, batch_max_size: int) -> "ModelSlot":
+        """The slot of a loaded scorer."""
+        identity = model_identity(scorer)
+        return cls(scorer, MicroBatcher(scorer.predict_vectors, batch_max_size), identity, answer_salt(identity))
+
+
 @dataclass
 class ServiceState:
-    """Everything a view needs, built once in the app factory."""
+    """Everything a view needs, built once in the app factory; only `model` changes, by a swap."""
 
     settings: Settings
-    scorer: Scorer
+    model: ModelSlot
     api_keys: ApiKeys
     cache: ScoreCache
     #: None when METRICS_ENABLED is false.
     metrics: ServiceMetrics | None
-    #: Shares CatBoost calls between concurrent requests of this worker.
-    batcher: MicroBatcher
     started: float = field(default_factory=time.monotonic)
     #: The encoded OpenAPI document, built on its first request in each process (service/docs.py).
     openapi_document: bytes | None = field(default=None, repr=False)
-    #: The cache-key identity of the loaded model, derived once from it.
-    model_identity: bytes = field(init=False)
-    #: Keys the hashes of raw bodies whose answers are remembered, per model (see cache.answer_salt).
-    answer_salt: bytes = field(init=False)
+    #: The last model the watcher refused: {"version", "error", "at"}, for /health.
+    model_refusal: dict | None = None
+    #: Watches MODELS_DIR's `current` pointer (service/model_watcher.py); None with MODEL_PATH.
+    watcher: object | None = field(default=None, repr=False)
 
-    def __post_init__(self) -> None:
-        """Derive the model's cache identities from the loaded model."""
-        self.model_identity = model_identity(self.scorer)
-        self.answer_salt = answer_salt(self.model_identity)
+    @property
+    def scorer(self) -> Scorer:
+        """The current model's scorer (a request that needs several of its parts reads `model` once instead)."""
+        return self.model.scorer
 
 
 def init_app(app: Flask, state: ServiceState) -> None:

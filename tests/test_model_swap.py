@@ -1,0 +1,126 @@
+"""Model swaps from the models directory: in process, refusals and rollback; under a real multi-worker gunicorn."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import requests
+
+from model import BUNDLED_MODEL
+from model.records import parse_record
+from model.registry import CURRENT, load_folder, publish, write_pointer
+from service import create_app
+from tests.conftest import API_KEY, ApiClient
+from tests.servers import ROOT, gunicorn
+from tests.test_metrics import _samples
+
+
+@pytest.fixture(scope="session")
+def second_model(tmp_path_factory) -> Path:
+    """A small model of its own (version tiny-2), trained by the project's script, so answers differ from v1's."""
+    path = tmp_path_factory.mktemp("tiny") / "tiny2.cbm"
+    subprocess.run([sys.executable, "-m", "model.train", "--rows", "400", "--iterations", "10", "--version", "tiny-2",
+                    "--out", str(path)], cwd=ROOT, check=True, capture_output=True, timeout=120)
+    return path
+
+
+@pytest.fixture
+def models_dir(tmp_path, second_model) -> Path:
+    """A models directory with v1 (the bundled model) current and v2 (the small one) published."""
+    publish(BUNDLED_MODEL, tmp_path, "v1")
+    publish(second_model, tmp_path, "v2")
+    write_pointer(tmp_path, CURRENT, "v1")
+    return tmp_path
+
+
+def test_swap_refusal_and_rollback_in_process(settings, models_dir, record):
+    """A new pointer swaps the model; a corrupt folder is refused while the old one serves; rollback is a pointer."""
+    app = create_app(replace(settings, models_dir=models_dir))
+    client, state = ApiClient(app.test_client()), app.extensions["regno"]
+    first = client.post(json=record).get_json()["body"]
+    assert first["model"] == "v1"
+    assert state.watcher.check() is False  # nothing changed
+
+    write_pointer(models_dir, CURRENT, "v2")
+    assert state.watcher.check() is True
+    second = client.post(json=record).get_json()["body"]
+    expected = load_folder(models_dir / "v2").score(parse_record(record))
+    assert (second["model"], second["positive"]) == ("v2", expected.positive)
+    assert second["positive"] != first["positive"]
+
+    broken = publish(BUNDLED_MODEL, models_dir, "v3")
+    (broken / "model.cbm").write_bytes(b"corrupt")
+    write_pointer(models_dir, CURRENT, "v3")
+    assert state.watcher.check() is False
+    assert client.post(json=record).get_json()["body"]["model"] == "v2"
+    refusal = client.get("/health").get_json()["body"]["model_refused"]
+    assert refusal["version"] == "v3" and "does not match the checksum" in refusal["error"]
+    assert _samples(app)[("regno_model_refusals_total", ())] == 1
+
+    write_pointer(models_dir, CURRENT, "v1")  # rollback: the same operation
+    assert state.watcher.check() is True
+    assert client.post(json=record).get_json() == {"body": first, "status": "ok"}
+    assert _samples(app)[("regno_model_swaps_total", ())] == 2
+    assert client.get("/health").get_json()["body"]["model"]["version"] == "v1"
+
+
+def test_start_up_needs_a_current_pointer(settings, tmp_path):
+    """With MODELS_DIR and no `current` pointer, the service refuses to start and says why."""
+    from model.scorer import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="must name the model folder to serve"):
+        create_app(replace(settings, models_dir=tmp_path))
+
+
+@pytest.mark.gunicorn
+def test_swap_under_load_in_gunicorn_fails_nothing(models_dir, simulated_records, tmp_path):
+    """Mid-run pointer change on 2 workers: zero failures, each answer exactly one model's, all on v2 at the end."""
+    models = {name: load_folder(models_dir / name) for name in ("v1", "v2")}
+    expected = {name: [scorer.score(parse_record(r)).positive for r in simulated_records]
+                for name, scorer in models.items()}
+    env = {"API_KEYS": API_KEY, "MODELS_DIR": str(models_dir), "MODEL_POLL_S": "0.2", "CACHE_L1_SIZE": "0"}
+    answers, failures, stop = [], [], threading.Event()
+
+    def post_until_stopped(server, offset):
+        with requests.Session() as session:
+            index = offset
+            while not stop.is_set():
+                record_index = index % len(simulated_records)
+                try:
+                    response = session.post(f"{server.base_url}/reg/", json=simulated_records[record_index],
+                                            headers={"x-api-key": API_KEY}, timeout=10)
+                    if response.status_code != 200:
+                        failures.append(response.text)
+                    else:
+                        answers.append((time.monotonic(), record_index, response.json()["body"]))
+                except requests.RequestException as error:
+                    failures.append(repr(error))
+                index += 1
+
+    with gunicorn(env, tmp_path / "gunicorn.log", workers=2) as server:
+        threads = [threading.Thread(target=post_until_stopped, args=(server, offset)) for offset in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.5)
+        write_pointer(models_dir, CURRENT, "v2")
+        swapped_at = time.monotonic()
+        time.sleep(2.5)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        log = server.output()
+
+    assert failures == []
+    assert len(answers) > 100
+    for _, record_index, body in answers:
+        assert body["positive"] == expected[body["model"]][record_index], body  # one model's answer, never a mix
+    assert {body["model"] for _, _, body in answers} == {"v1", "v2"}
+    late = [body["model"] for at, _, body in answers if at > swapped_at + 1.5]
+    assert late and set(late) == {"v2"}
+    assert log.count("model swapped: v1") == 2  # each worker swapped once
