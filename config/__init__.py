@@ -38,8 +38,12 @@ class Settings:
     model_path: Path = BUNDLED_MODEL
     #: A models directory (model folders and `current`/`candidate` pointer files); it wins over MODEL_PATH.
     models_dir: Path | None = None
-    #: Seconds between two looks at the models directory's `current` pointer, in each worker.
+    #: Seconds between two looks at the models directory's pointers, in each worker.
     model_poll_s: float = 2.0
+    #: Share of scored requests the candidate model also scores after the answer is sent, to compare.
+    shadow_share: float = 0.0
+    #: Share of passes the candidate model answers, chosen by a hash of the record (the same pass, the same model).
+    canary_share: float = 0.0
     #: Accepted values of the x-api-key header (several at once, so keys can rotate).
     api_keys: tuple[str, ...] = ()
     #: `positive` at or above this picks the AI plate.
@@ -209,6 +213,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "MODEL_PATH": ("model_path", Path),
     "MODELS_DIR": ("models_dir", Path),
     "MODEL_POLL_S": ("model_poll_s", _positive_float),
+    "SHADOW_SHARE": ("shadow_share", _probability),
+    "CANARY_SHARE": ("canary_share", _probability),
     "PICK_THRESHOLD": ("pick_threshold", _probability),
     "MAX_BODY_BYTES": ("max_body_bytes", _positive_int),
     "BATCH_MAX_SIZE": ("batch_max_size", _positive_int),

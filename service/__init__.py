@@ -39,7 +39,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     if metrics is not None and cache.store is not None:
         cache.store.counters.sink = metrics.redis_event
         cache.store.breaker.on_change = metrics.breaker_changed
-    app_state = state.ServiceState(settings, state.ModelSlot.of(scorer, settings.batch_max_size), keys, cache, metrics)
+    routing = state.Routing(state.ModelSlot.of(scorer, settings.batch_max_size), canary_share=settings.canary_share)
+    app_state = state.ServiceState(settings, routing, keys, cache, metrics)
     if pointer is not None:
         app_state.watcher = model_watcher.ModelWatcher(app_state, settings.models_dir, settings.model_poll_s, pointer)
     state.init_app(app, app_state)

@@ -30,7 +30,7 @@ def score_records(state: ServiceState, records: list) -> list[dict]:
     """One result per record, in order: the answer /reg/ gives, or {"error", "index"} for a bad record.
 
     Valid records are looked up in the cache together (one Redis round trip), and the ones it does not
-    have are scored in one CatBoost call.
+    have are scored in one CatBoost call per answering model (the candidate answers its canary share).
     """
     results: list[dict | None] = [None] * len(records)
     valid: list[tuple[int, Record]] = []
@@ -41,25 +41,29 @@ def score_records(state: ServiceState, records: list) -> list[dict]:
         except RecordError as error:
             results[index] = {"error": str(error), "index": index}
             failures[error.field] += 1
-    model = state.model  # read once: one model answers the whole batch, even across a swap
-    keys = [state.cache.key(model.identity, record) for _, record in valid]
+    routing = state.routing  # read once: a swap during the batch does not change who answers it
+    models = [routing.for_record(record) for _, record in valid]
+    keys = [state.cache.key(model.identity, record) for model, (_, record) in zip(models, valid)]
     found = state.cache.get_many(keys)
     missing = [position for position, (score, _) in enumerate(found) if score is None]
-    if missing:
+    features_s = inference_s = 0.0
+    for model in {id(models[position]): models[position] for position in missing}.values():
+        # One CatBoost call per model: the current one, and the candidate for its canary share.
+        group = [position for position in missing if models[position] is model]
         started = time.perf_counter()
-        vectors = [model.scorer.build_vector(valid[position][1]) for position in missing]
+        vectors = [model.scorer.build_vector(valid[position][1]) for position in group]
         built = time.perf_counter()
         scores = model.scorer.predict_vectors(vectors)
-        predicted = time.perf_counter()
-        for position, score in zip(missing, scores):
+        features_s, inference_s = features_s + built - started, inference_s + time.perf_counter() - built
+        for position, score in zip(group, scores):
             found[position] = (score, found[position][1])
             state.cache.put(keys[position], score)
-    threshold, version = state.settings.pick_threshold, model.scorer.version
-    for (index, record), (score, _) in zip(valid, found):
-        results[index] = answer_body(record, score, threshold, version)
+    threshold = state.settings.pick_threshold
+    for model, (index, record), (score, _) in zip(models, valid, found):
+        results[index] = answer_body(record, score, threshold, model.scorer.version)
     if state.metrics is not None:
         state.metrics.batch_scored(
             [results[valid[position][0]] for position in missing],
             Counter(where for _, where in found), failures,
-            *(((built - started) / len(missing), (predicted - built) / len(missing)) if missing else (0.0, 0.0)))
+            *((features_s / len(missing), inference_s / len(missing)) if missing else (0.0, 0.0)))
     return results

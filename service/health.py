@@ -31,13 +31,21 @@ def ready():
 def status():
     """Status, model identity and uptime."""
     state = service_state(current_app)
-    scorer = state.model.scorer
+    routing = state.routing
+    candidate = routing.candidate
     return ok(
         {
             "status": "ok",
-            "model": {"version": scorer.version, "checksum": scorer.checksum},
+            "model": _model(routing.current),
+            "candidate": None if candidate is None else {**_model(candidate), "canary_share": routing.canary_share,
+                                                         "shadow_share": state.settings.shadow_share},
             "model_refused": state.model_refusal,
             "uptime_s": round(time.monotonic() - state.started, 3),
             "cache": state.cache.status(),
         }
     )
+
+
+def _model(slot) -> dict:
+    """A model's version and checksum."""
+    return {"version": slot.scorer.version, "checksum": slot.scorer.checksum}

@@ -20,6 +20,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02
 STEP_BUCKETS = (0.00002, 0.00005, 0.0001, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.002, 0.005, 0.01, 0.05)
 #: Buckets of the positive score: the distribution a data scientist watches for drift.
 SCORE_BUCKETS = tuple(round(0.05 * step, 2) for step in range(1, 21))
+#: Buckets of the score difference between the candidate and the current model.
+DIFFERENCE_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 #: Redis breaker states as gauge values; -1 when no Redis is configured.
 BREAKER_CODES = {"off": -1, "closed": 0, "half-open": 1, "open": 2}
 #: Label values exported at 0 from the start, so queries and alerts see the series before the first event.
@@ -52,6 +54,12 @@ class ServiceMetrics:
         self.model_refusals = Counter("regno_model_refusals_total", "Models the watcher refused to swap to",
                                       registry=registry)
         self.model_swaps = Counter("regno_model_swaps_total", "Model swaps done, per worker", registry=registry)
+        self.shadow_comparisons = Counter("regno_shadow_comparisons_total",
+                                          "Passes the candidate also scored, by whether it picked the same plate",
+                                          ["current", "candidate", "agreement"], registry=registry)
+        self.shadow_difference = Histogram("regno_shadow_score_difference",
+                                           "|candidate positive - current positive| of shadow-scored passes",
+                                           ["current", "candidate"], buckets=DIFFERENCE_BUCKETS, registry=registry)
         self._lookups: dict[str, Counter] = {}
         self._scored: dict[tuple[str, str], tuple] = {}
         self.workers_alive = Gauge("regno_workers_alive", "Worker processes serving", multiprocess_mode="livesum",
@@ -74,6 +82,11 @@ class ServiceMetrics:
         self.model_info.labels(old.version, old.checksum).set(0)
         self.model_info.labels(new.version, new.checksum).set(1)
         self.model_swaps.inc()
+
+    def shadow_compared(self, current: str, candidate: str, agree: bool, difference: float) -> None:
+        """Record one shadow comparison between the current and the candidate model."""
+        self.shadow_comparisons.labels(current, candidate, "agree" if agree else "disagree").inc()
+        self.shadow_difference.labels(current, candidate).observe(difference)
 
     def breaker_changed(self, state: str) -> None:
         """Record the breaker's new state."""

@@ -1,4 +1,4 @@
-"""Model swaps without a restart: each worker watches the models directory's `current` pointer.
+"""Model swaps without a restart: each worker watches the models directory's `current` and `candidate` pointers.
 
 Why a pointer file, not a signal or an admin endpoint: every worker of every replica sees the same file
 (a shared volume, or a ConfigMap in Kubernetes), no extra secret is needed, writing it is atomic
@@ -17,9 +17,9 @@ import threading
 import time
 from pathlib import Path
 
-from model.registry import CURRENT, Pointer, load_folder, read_pointer
+from model.registry import CANDIDATE, CURRENT, Pointer, load_folder, read_pointer
 from model.scorer import ModelLoadError
-from service.state import ModelSlot, ServiceState
+from service.state import ModelSlot, Routing, ServiceState
 
 log = logging.getLogger("regno")
 
@@ -33,41 +33,60 @@ def load_current(models_dir: Path):
 
 
 class ModelWatcher:
-    """Swaps a worker's model when the `current` pointer changes; one per worker process."""
+    """Swaps a worker's current and candidate models when their pointers change; one per worker process."""
 
-    def __init__(self, state: ServiceState, models_dir: Path, poll_s: float, seen: Pointer):
+    def __init__(self, state: ServiceState, models_dir: Path, poll_s: float, seen_current: Pointer):
         self.state, self.models_dir, self.poll_s = state, models_dir, poll_s
-        self._seen = seen
+        self._seen = {CURRENT: seen_current, CANDIDATE: Pointer(None, None)}
         self._thread: threading.Thread | None = None
 
     def check(self) -> bool:
-        """Look at the pointer once; swap to what it names if it changed. True when the model was swapped."""
+        """Look at both pointers once; swap to what changed. True when the routing changed."""
+        routing = self.state.routing
+        current, candidate = routing.current, routing.candidate
+        changed = False
         pointer = read_pointer(self.models_dir, CURRENT)
-        if pointer == self._seen:
-            return False
-        self._seen = pointer  # a refused pointer is not retried until it changes again
+        if pointer != self._seen[CURRENT]:
+            self._seen[CURRENT] = pointer  # a refused pointer is not retried until it changes again
+            loaded = self._load(CURRENT, pointer)
+            if loaded is not None:
+                current, changed = loaded, True
+        pointer = read_pointer(self.models_dir, CANDIDATE)
+        if pointer != self._seen[CANDIDATE]:
+            self._seen[CANDIDATE] = pointer
+            if pointer.name is None:
+                candidate, changed = None, changed or candidate is not None
+            else:
+                loaded = self._load(CANDIDATE, pointer)
+                if loaded is not None:
+                    candidate, changed = loaded, True
+        if changed:
+            self.state.routing = Routing(current, candidate, self.state.settings.canary_share)
+            if self.state.metrics is not None and current is not routing.current:
+                self.state.metrics.model_changed(routing.current.scorer, current.scorer)
+            log.info("models: current %s (sha256 %s), candidate %s", current.scorer.version,
+                     current.scorer.checksum[:12], candidate.scorer.version if candidate else "none")
+        return changed
+
+    def _load(self, which: str, pointer: Pointer) -> ModelSlot | None:
+        """The slot of the folder a pointer names, loaded and probed here; None (and a refusal) if it fails."""
         try:
             if pointer.name is None:
-                raise ValueError(f"{self.models_dir / CURRENT} is missing or empty")
+                raise ValueError(f"{self.models_dir / which} is missing or empty")
             scorer = load_folder(self.models_dir / pointer.name)
             scorer.probe()  # in this thread, so the first request on the new model pays nothing
         except Exception as error:  # noqa: BLE001 - any failure is a refusal; the old model keeps serving
-            self._refuse(pointer.name, error)
-            return False
-        old = self.state.model.scorer
-        self.state.model = ModelSlot.of(scorer, self.state.settings.batch_max_size)
-        if self.state.metrics is not None:
-            self.state.metrics.model_changed(old, scorer)
-        log.info("model swapped: %s (sha256 %s) -> %s (sha256 %s)", old.version, old.checksum[:12], scorer.version,
-                 scorer.checksum[:12])
-        return True
+            self._refuse(which, pointer.name, error)
+            return None
+        return ModelSlot.of(scorer, self.state.settings.batch_max_size)
 
-    def _refuse(self, name: str | None, error: Exception) -> None:
+    def _refuse(self, which: str, name: str | None, error: Exception) -> None:
         """Keep the old model; say why in the log, the metrics and /health."""
-        self.state.model_refusal = {"version": name, "error": str(error), "at": round(time.time(), 3)}
+        self.state.model_refusal = {"pointer": which, "version": name, "error": str(error),
+                                    "at": round(time.time(), 3)}
         if self.state.metrics is not None:
             self.state.metrics.model_refusals.inc()
-        log.warning("model %s refused, %s keeps serving: %s", name, self.state.model.scorer.version, error)
+        log.warning("%s model %s refused, %s keeps serving: %s", which, name, self.state.model.scorer.version, error)
 
     def start(self) -> None:
         """Check every poll_s seconds in a daemon thread of this process."""
@@ -76,8 +95,8 @@ class ModelWatcher:
 
     def _loop(self) -> None:
         while True:
-            time.sleep(self.poll_s)
             try:
                 self.check()
             except Exception:  # noqa: BLE001 - the watcher must outlive a surprise; it is logged
                 log.exception("model watcher failed; it keeps watching")
+            time.sleep(self.poll_s)

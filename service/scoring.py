@@ -12,6 +12,7 @@ from service.answer import answer_body
 from service.batch import batch_records, score_records
 from service.cache import ERROR, HIT_L1, MISS, body_key
 from service.envelope import ok_bytes
+from service import shadow
 from service.request_body import decode_json, decode_json_object, read_json_body
 from service.sentry import remember_plates
 from service.state import ModelSlot, service_state
@@ -30,15 +31,16 @@ def require_api_key() -> None:
 def score_one():
     """Score one record."""
     state = service_state(current_app)
-    model = state.model  # read once: a swap during this request does not change the model that answers it
+    routing = state.routing  # read once: a swap during this request does not change the model that answers it
     body = read_json_body(request)
     # A resent pass arrives as the very same bytes: its remembered answer skips decoding and validation.
-    key_of_body = body_key(model.salt, body)
+    key_of_body = body_key(routing.salt, body)
     remembered = state.cache.answer_for(key_of_body)
     if remembered is not None:
         return _answer(state, remembered, HIT_L1)
     record = parse_record(decode_json_object(body))
     remember_plates(record.regno_recognize, record.afts_regno_ai)
+    model = routing.for_record(record)
     key = state.cache.key(model.identity, record)
     score, cached = state.cache.get(key)
     if score is None:
@@ -49,7 +51,9 @@ def score_one():
         state.metrics.scored(score.positive, answer["source"], answer["model"], *timings)
     envelope = ok_bytes(answer)
     state.cache.remember_answer(key_of_body, envelope)
-    return _answer(state, envelope, cached)
+    response = _answer(state, envelope, cached)
+    shadow.after_response(response, state, routing, model, record, score)
+    return response
 
 
 @bp.post("/batch")

@@ -14,7 +14,7 @@ import requests
 
 from model import BUNDLED_MODEL
 from model.records import parse_record
-from model.registry import CURRENT, load_folder, publish, write_pointer
+from model.registry import CANDIDATE, CURRENT, load_folder, publish, write_pointer
 from service import create_app
 from tests.conftest import API_KEY, ApiClient
 from tests.servers import ROOT, gunicorn
@@ -123,4 +123,76 @@ def test_swap_under_load_in_gunicorn_fails_nothing(models_dir, simulated_records
     assert {body["model"] for _, _, body in answers} == {"v1", "v2"}
     late = [body["model"] for at, _, body in answers if at > swapped_at + 1.5]
     assert late and set(late) == {"v2"}
-    assert log.count("model swapped: v1") == 2  # each worker swapped once
+    assert log.count("models: current v2") == 2  # each worker swapped once
+
+
+@pytest.fixture
+def with_candidate(settings, models_dir):
+    """An app serving v1, with v2 as the candidate at a 30% canary share and a full shadow share."""
+    write_pointer(models_dir, CANDIDATE, "v2")
+    app = create_app(replace(settings, models_dir=models_dir, canary_share=0.3, shadow_share=1.0))
+    assert app.extensions["regno"].watcher.check() is True  # what each worker's watcher does first
+    return app
+
+
+def test_canary_share_is_sticky_per_record_and_named_in_the_answer(with_candidate, models_dir):
+    """About 30% of passes meet v2, always the same ones: a pass reworded meets its model again."""
+    from model.simulate import simulate_records
+
+    client = ApiClient(with_candidate.test_client())
+    scorers = {name: load_folder(models_dir / name) for name in ("v1", "v2")}
+    records = simulate_records(400, seed=31)
+    answers = [client.post(json=record).get_json()["body"] for record in records]
+    share = sum(answer["model"] == "v2" for answer in answers) / len(answers)
+    assert 0.3 - 4 * (0.21 / 400) ** 0.5 < share < 0.3 + 4 * (0.21 / 400) ** 0.5  # 4 standard deviations
+    for record, answer in zip(records[:60], answers):
+        assert answer["positive"] == scorers[answer["model"]].score(parse_record(record)).positive
+        reworded = dict(reversed(list(record.items())), recognition_accuracy=str(record["recognition_accuracy"]))
+        assert client.post(json=reworded).get_json()["body"]["model"] == answer["model"]
+    batch = client.post("/reg/batch", json=records[:60]).get_json()["body"]
+    assert [result["model"] for result in batch] == [answer["model"] for answer in answers[:60]]
+    health = client.get("/health").get_json()["body"]
+    assert health["candidate"]["version"] == "v2" and health["candidate"]["canary_share"] == 0.3
+
+
+def test_shadow_scores_after_the_answer_is_sent(with_candidate, monkeypatch):
+    """A slow candidate does not slow the answer: it scores in the response's close, and the metrics compare."""
+    import io
+
+    import orjson
+
+    from model.simulate import simulate_records
+
+    state = with_candidate.extensions["regno"]
+    candidate = state.routing.candidate.scorer
+    slow = candidate.predict_vectors
+    monkeypatch.setattr(candidate, "predict_vectors", lambda vectors: time.sleep(0.3) or slow(vectors))
+    records = [r for r in simulate_records(40, seed=32) if state.routing.for_record(parse_record(r)) is state.model]
+    for record in records[:5]:
+        body = orjson.dumps(record)
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/reg/", "CONTENT_TYPE": "application/json",
+                   "CONTENT_LENGTH": str(len(body)), "HTTP_X_API_KEY": API_KEY, "SERVER_NAME": "test",
+                   "SERVER_PORT": "80", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body)}
+        started = time.perf_counter()
+        chunks = with_candidate(environ, lambda status, headers, exc_info=None: None)
+        answer = b"".join(chunks)  # what the server sends
+        sent = time.perf_counter()
+        chunks.close()  # what the server calls after sending
+        closed = time.perf_counter()
+        assert orjson.loads(answer)["body"]["model"] == "v1"
+        assert sent - started < 0.25 <= closed - sent
+    samples = _samples(with_candidate)
+    compared = sum(value for (name, labels), value in samples.items() if name == "regno_shadow_comparisons_total"
+                   and dict(labels)["current"] == "v1" and dict(labels)["candidate"] == "v2")
+    assert compared == 5
+    assert samples[("regno_shadow_score_difference_count", (("candidate", "v2"), ("current", "v1")))] == 5
+
+
+def test_candidate_pointer_removed_ends_canary_and_shadow(with_candidate, models_dir, record):
+    """Removing the candidate pointer routes every pass to the current model again."""
+    write_pointer(models_dir, CANDIDATE, None)
+    assert with_candidate.extensions["regno"].watcher.check() is True
+    client = ApiClient(with_candidate.test_client())
+    assert with_candidate.extensions["regno"].routing.candidate is None
+    assert client.get("/health").get_json()["body"]["candidate"] is None
+    assert client.post(json=record).get_json()["body"]["model"] == "v1"
