@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -196,3 +197,37 @@ def test_candidate_pointer_removed_ends_canary_and_shadow(with_candidate, models
     assert with_candidate.extensions["regno"].routing.candidate is None
     assert client.get("/health").get_json()["body"]["candidate"] is None
     assert client.post(json=record).get_json()["body"]["model"] == "v1"
+
+
+def test_broken_candidate_is_refused_while_the_current_model_serves(settings, models_dir, record):
+    """A candidate folder that does not exist, or whose model changed, is refused; current serves alone."""
+    app = create_app(replace(settings, models_dir=models_dir, canary_share=1.0))
+    state, client = app.extensions["regno"], ApiClient(app.test_client())
+    write_pointer(models_dir, CANDIDATE, "no-such-version")
+    assert state.watcher.check() is False
+    assert state.model_refusal["pointer"] == "candidate" and "no metadata.json" in state.model_refusal["error"]
+    broken = publish(BUNDLED_MODEL, models_dir, "v4")
+    (broken / "model.cbm").write_bytes((broken / "model.cbm").read_bytes()[:1000])
+    write_pointer(models_dir, CANDIDATE, "v4")
+    assert state.watcher.check() is False
+    assert state.routing.candidate is None
+    assert client.post(json=record).get_json()["body"]["model"] == "v1"  # canary_share 1.0, but no candidate
+    assert client.get("/health").get_json()["body"]["model_refused"]["version"] == "v4"
+
+
+@pytest.mark.gunicorn
+def test_shadow_and_canary_in_gunicorn_reach_the_metrics(models_dir, simulated_records, tmp_path):
+    """On 2 workers: canary answers carry v2, and each v1 answer is shadow-compared in /metrics, summed over workers."""
+    write_pointer(models_dir, CANDIDATE, "v2")
+    env = {"API_KEYS": API_KEY, "MODELS_DIR": str(models_dir), "MODEL_POLL_S": "0.2", "CANARY_SHARE": "0.5",
+           "SHADOW_SHARE": "1", "CACHE_L1_SIZE": "0"}
+    with gunicorn(env, tmp_path / "gunicorn.log", workers=2) as server:
+        time.sleep(1.0)  # each worker's watcher loads the candidate on its first look
+        models = [requests.post(f"{server.base_url}/reg/", json=record, headers={"x-api-key": API_KEY},
+                                timeout=10).json()["body"]["model"] for record in simulated_records]
+        time.sleep(0.5)
+        metrics = requests.get(f"{server.base_url}/metrics", timeout=10).text
+    assert set(models) == {"v1", "v2"}
+    compared = sum(float(value) for value in re.findall(
+        r'^regno_shadow_comparisons_total\{[^}]*candidate="v2"[^}]*current="v1"[^}]*\} ([\d.]+)$', metrics, re.M))
+    assert compared == models.count("v1")
