@@ -15,6 +15,7 @@ import yaml
 from compose_spec import PyCompose
 
 from config import _VARIABLES, Settings
+from model.scorer import PROBE_RECORD
 from service import create_app
 from tests.conftest import API_KEY
 from tests.servers import ROOT, free_port, start, stop, wait_until_ready
@@ -224,15 +225,9 @@ def test_the_image_install_step_gives_a_working_service(tmp_path):
                    tmp_path / "gunicorn.log", port, cwd=tmp_path)
     try:
         wait_until_ready(server, seconds=60)
-        answer = requests.post(f"{server.base_url}/reg/", json=_probe_record(), headers={"x-api-key": API_KEY},
+        answer = requests.post(f"{server.base_url}/reg/", json=PROBE_RECORD, headers={"x-api-key": API_KEY},
                                timeout=10)
         assert answer.status_code == 200 and answer.json()["status"] == "ok", answer.text
     finally:
         log = stop(server)
     assert f"loaded from {site}" in log
-
-
-def _probe_record() -> dict:
-    from model.scorer import PROBE_RECORD
-
-    return PROBE_RECORD
