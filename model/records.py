@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Iterable, NamedTuple
 
 import orjson
 
@@ -171,6 +172,20 @@ def parse_record(record: Any) -> Record:
         time_check=_timestamp(record),
         direction=_direction(record),
     )
+
+
+def parse_records(raws: Iterable[Any]) -> tuple[list[tuple[int, Record]], dict[int, str], Counter]:
+    """Validate many records: (index and Record of each valid one, error message by index, failures by field)."""
+    valid: list[tuple[int, Record]] = []
+    errors: dict[int, str] = {}
+    failures: Counter = Counter()
+    for index, raw in enumerate(raws):
+        try:
+            valid.append((index, parse_record(raw)))
+        except RecordError as error:
+            errors[index] = str(error)
+            failures[error.field] += 1
+    return valid, errors, failures
 
 
 def canonical_bytes(record: Record) -> bytes:

@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 
 from config import Settings, SettingsError
 from model.pick import pick
-from model.records import FIELDS, RecordError, parse_record
+from model.records import FIELDS, parse_records
 from model.scorer import ModelLoadError, Scorer
 
 try:  # the table libraries are the `files` extra: the service itself does not need them
@@ -69,13 +69,9 @@ def score_frame(frame: pd.DataFrame, scorer: Scorer, threshold: float, failures:
     missing = [name for name in FIELDS if name not in frame.columns]
     if missing:
         raise ScoreFileError(f"the input has no column {', '.join(missing)} (it needs: {', '.join(FIELDS)})")
-    records, errors = [], [None] * len(frame)
-    for position, raw in enumerate(frame[list(FIELDS)].to_dict("records")):
-        try:
-            records.append((position, parse_record(raw)))
-        except RecordError as error:
-            errors[position] = str(error)
-            failures[error.field] += 1
+    records, messages, failed = parse_records(frame[list(FIELDS)].to_dict("records"))
+    failures.update(failed)
+    errors = [messages.get(position) for position in range(len(frame))]
     scores = scorer.predict_vectors([scorer.build_vector(record) for _, record in records]) if records else []
     negative, positive = [float("nan")] * len(frame), [float("nan")] * len(frame)
     regno, source = [None] * len(frame), [None] * len(frame)

@@ -8,7 +8,7 @@ from typing import Any
 
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
-from model.records import Record, RecordError, json_kind, parse_record
+from model.records import json_kind, parse_records
 from service.answer import answer_body
 from service.state import ServiceState
 
@@ -33,14 +33,9 @@ def score_records(state: ServiceState, records: list) -> list[dict]:
     have are scored in one CatBoost call per answering model (the candidate answers its canary share).
     """
     results: list[dict | None] = [None] * len(records)
-    valid: list[tuple[int, Record]] = []
-    failures: Counter[str] = Counter()
-    for index, raw in enumerate(records):
-        try:
-            valid.append((index, parse_record(raw)))
-        except RecordError as error:
-            results[index] = {"error": str(error), "index": index}
-            failures[error.field] += 1
+    valid, errors, failures = parse_records(records)
+    for index, message in errors.items():
+        results[index] = {"error": message, "index": index}
     routing = state.routing  # read once: a swap during the batch does not change who answers it
     models = [routing.for_record(record) for _, record in valid]
     keys = [state.cache.key(model.identity, record) for model, (_, record) in zip(models, valid)]
