@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from config import Settings
 from model.record_schema import record_schema
+from model.records import parse_record
 from model.scorer import PROBE_RECORD, Score
+from service.answer import answer_body
 
 VERSION = "3.0.3"
 
@@ -41,12 +43,7 @@ _REQUEST_ID = {"X-Request-ID": {"description": "the caller's request id when it 
 
 def build(settings: Settings, model_version: str, probe: Score) -> dict:
     """The whole document for an app with these settings; probe is the model's score of the example record."""
-    take_ai = probe.positive >= settings.pick_threshold
-    answer_example = {
-        "positive": probe.positive, "negative": probe.negative,
-        "regno": PROBE_RECORD["afts_regno_ai" if take_ai else "regno_recognize"],
-        "source": "afts_regno_ai" if take_ai else "regno_recognize", "model": model_version,
-    }
+    answer_example = answer_body(parse_record(PROBE_RECORD), probe, settings.pick_threshold, model_version)
     bad_record = {**PROBE_RECORD, "direction": 7}
     key_failures = {"401": _fail("no API key, or one that is not accepted")}
     body_failures = {
