@@ -27,9 +27,14 @@ log = logging.getLogger("regno")
 def load_current(models_dir: Path):
     """(scorer, pointer) of the model the `current` pointer names; raises ModelLoadError if it cannot be served."""
     pointer = read_pointer(models_dir, CURRENT)
+    return load_pointed(models_dir, CURRENT, pointer), pointer
+
+
+def load_pointed(models_dir: Path, which: str, pointer: Pointer):
+    """The scorer of the folder a pointer names; ModelLoadError when the pointer names none or the folder is bad."""
     if pointer.name is None:
-        raise ModelLoadError(f"{models_dir / CURRENT} is missing or empty: it must name the model folder to serve")
-    return load_folder(models_dir / pointer.name), pointer
+        raise ModelLoadError(f"{models_dir / which} is missing or empty: it must name the model folder to serve")
+    return load_folder(models_dir / pointer.name)
 
 
 class ModelWatcher:
@@ -71,9 +76,7 @@ class ModelWatcher:
     def _load(self, which: str, pointer: Pointer) -> ModelSlot | None:
         """The slot of the folder a pointer names, loaded and probed here; None (and a refusal) if it fails."""
         try:
-            if pointer.name is None:
-                raise ValueError(f"{self.models_dir / which} is missing or empty")
-            scorer = load_folder(self.models_dir / pointer.name)
+            scorer = load_pointed(self.models_dir, which, pointer)
             scorer.probe()  # in this thread, so the first request on the new model pays nothing
         except Exception as error:  # noqa: BLE001 - any failure is a refusal; the old model keeps serving
             self._refuse(which, pointer.name, error)
