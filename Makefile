@@ -1,4 +1,5 @@
-# The README's commands: `make run` serves the service, `make test` runs the whole suite.
+# The README's commands: `make run` serves the service, `make serve` the production-shaped stack (nginx in front of
+# gunicorn), `make test` runs the whole suite.
 # Each target installs what it needs into .venv and fails with one clear line when it cannot.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 # make run's development defaults; anything set in the environment wins.
 REGNO_ENV ?= development
 
-.PHONY: run test load model bench bench-record bench-cache bench-overhead bench-score-file redis-server prometheus wrk clean
+.PHONY: run serve proxy test load model bench bench-record bench-cache bench-overhead bench-score-file redis-server prometheus wrk clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "make: no python3 found; install Python 3.11" >&2; exit 1; }
@@ -26,7 +27,11 @@ $(VENV)/.installed-test: $(VENV)/.installed
 run: $(VENV)/.installed
 	REGNO_ENV=$(REGNO_ENV) exec $(BIN)/gunicorn -c gunicorn.conf.py
 
-test: $(VENV)/.installed-test redis-server prometheus wrk
+# nginx before gunicorn, as production runs it: PUBLIC_BIND (127.0.0.1:8080) is the one door; every setting of make run applies.
+serve: $(VENV)/.installed proxy
+	REGNO_ENV=$(REGNO_ENV) exec $(BIN)/python -m service.proxy.serve gunicorn.conf.py
+
+test: $(VENV)/.installed-test redis-server prometheus wrk proxy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The tests start their own redis-server and Prometheus; install them with the system package manager when missing.
@@ -36,6 +41,12 @@ redis-server:
 prometheus:
 	@scripts/install-system-package prometheus prometheus
 	@scripts/install-system-package promtool prometheus
+
+# The proxy and its exporters (make serve, and the tests that start it), from the system package manager.
+proxy:
+	@scripts/install-system-package nginx nginx
+	@scripts/install-system-package mtail mtail
+	@scripts/install-system-package prometheus-nginx-exporter prometheus-nginx-exporter
 
 # The load generator of the benchmarks (and of their tests).
 wrk:

@@ -102,6 +102,45 @@ class Settings:
     keepalive: int = 5
     #: gunicorn: load the app (and model) in the master so workers share its pages.
     preload: bool = True
+    #: Proxies in front whose X-Forwarded-* headers are trusted (werkzeug's ProxyFix); 0 when clients connect directly.
+    forwarded_hops: int = 0
+    #: The proxy (`make serve`): the address clients connect to.
+    public_bind: str = "127.0.0.1:8080"
+    #: The proxy: folder for gunicorn's socket, the rendered nginx.conf, its sockets and temp files; a fresh one when unset.
+    proxy_run_dir: Path | None = None
+    #: The proxy: nginx worker processes; one event loop carries tens of thousands of requests a second.
+    proxy_workers: int = 1
+    #: The proxy: seconds a client has to send its whole request header.
+    proxy_header_timeout_s: int = 10
+    #: The proxy: seconds a client may stay silent between two reads of its body (nginx times reads, not the body).
+    proxy_body_timeout_s: float = 10.0
+    #: The proxy: seconds an idle kept-alive client connection is held.
+    proxy_keepalive_s: int = 75
+    #: The proxy: open connections one client address may hold; 0 for no limit.
+    proxy_connections_per_address: int = 1024
+    #: The proxy: requests a second one client address may make to /reg/; 0 for no limit.
+    proxy_rate_per_address: float = 0.0
+    #: The proxy: requests a second one API key may make to /reg/; 0 for no limit.
+    proxy_rate_per_key: float = 0.0
+    #: The proxy: requests over the rate a client may send at once before it gets 429.
+    proxy_rate_burst: int = 20
+    #: The proxy: TLS server certificate (PEM); with the key, the proxy speaks HTTPS only.
+    proxy_tls_cert_file: Path | None = None
+    #: The proxy: the TLS certificate's private key (PEM).
+    proxy_tls_key_file: Path | None = None
+    #: The proxy: CA bundle (PEM); set, every client must present a certificate it signed.
+    proxy_tls_client_ca_file: Path | None = None
+    #: A client certificate verified by the proxy is enough: no API key is asked of such a client.
+    client_cert_suffices: bool = False
+    #: The proxy: where prometheus-nginx-exporter serves nginx's connection and request metrics.
+    proxy_exporter_bind: str = "127.0.0.1:9113"
+    #: The proxy: where mtail serves the counts of answers the proxy gave itself (refusals, 502, 504).
+    proxy_answers_bind: str = "127.0.0.1:3903"
+
+    @property
+    def proxy_tls(self) -> bool:
+        """True when the proxy serves HTTPS."""
+        return self.proxy_tls_cert_file is not None
 
     @property
     def development(self) -> bool:
@@ -122,8 +161,20 @@ class Settings:
             raise SettingsError("no API key configured: set API_KEYS or API_KEYS_FILE (or REGNO_ENV=development)")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
+        self.check_proxy()
         if not self.development and DEVELOPMENT_KEY in self.api_keys:
             raise SettingsError(f"the development key {DEVELOPMENT_KEY!r} is not allowed outside development mode")
+
+    def check_proxy(self) -> None:
+        """Raise SettingsError when the proxy's settings do not fit together (all the proxy's own start needs)."""
+        if (self.proxy_tls_cert_file is None) != (self.proxy_tls_key_file is None):
+            raise SettingsError("PROXY_TLS_CERT_FILE and PROXY_TLS_KEY_FILE go together: set both or neither")
+        if self.proxy_tls_client_ca_file is not None and not self.proxy_tls:
+            raise SettingsError("PROXY_TLS_CLIENT_CA_FILE needs the proxy's own certificate: set PROXY_TLS_CERT_FILE and "
+                                "PROXY_TLS_KEY_FILE too")
+        if self.client_cert_suffices and (self.proxy_tls_client_ca_file is None or self.forwarded_hops < 1):
+            raise SettingsError("CLIENT_CERT_SUFFICES needs the proxy to verify clients: set PROXY_TLS_CLIENT_CA_FILE, "
+                                "and run behind it (make serve, or FORWARDED_HOPS=1)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -197,6 +248,14 @@ def _probability(raw: str) -> float:
     return value
 
 
+def _non_negative_float(raw: str) -> float:
+    """A finite number of at least 0."""
+    value = float(raw)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError("must be a number of at least 0")
+    return value
+
+
 def _boolean(raw: str) -> bool:
     """true/false, yes/no, on/off or 1/0."""
     lowered = raw.lower()
@@ -243,4 +302,21 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "GRACEFUL_TIMEOUT": ("graceful_timeout", _positive_int),
     "KEEPALIVE": ("keepalive", _non_negative_int),
     "PRELOAD": ("preload", _boolean),
+    "FORWARDED_HOPS": ("forwarded_hops", _non_negative_int),
+    "PUBLIC_BIND": ("public_bind", str),
+    "PROXY_RUN_DIR": ("proxy_run_dir", Path),
+    "PROXY_WORKERS": ("proxy_workers", _positive_int),
+    "PROXY_HEADER_TIMEOUT_S": ("proxy_header_timeout_s", _positive_int),
+    "PROXY_BODY_TIMEOUT_S": ("proxy_body_timeout_s", _positive_float),
+    "PROXY_KEEPALIVE_S": ("proxy_keepalive_s", _non_negative_int),
+    "PROXY_CONNECTIONS_PER_ADDRESS": ("proxy_connections_per_address", _non_negative_int),
+    "PROXY_RATE_PER_ADDRESS": ("proxy_rate_per_address", _non_negative_float),
+    "PROXY_RATE_PER_KEY": ("proxy_rate_per_key", _non_negative_float),
+    "PROXY_RATE_BURST": ("proxy_rate_burst", _non_negative_int),
+    "PROXY_TLS_CERT_FILE": ("proxy_tls_cert_file", Path),
+    "PROXY_TLS_KEY_FILE": ("proxy_tls_key_file", Path),
+    "PROXY_TLS_CLIENT_CA_FILE": ("proxy_tls_client_ca_file", Path),
+    "CLIENT_CERT_SUFFICES": ("client_cert_suffices", _boolean),
+    "PROXY_EXPORTER_BIND": ("proxy_exporter_bind", str),
+    "PROXY_ANSWERS_BIND": ("proxy_answers_bind", str),
 }

@@ -6,6 +6,7 @@ import logging
 import sys
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Settings, SettingsError
 from model.scorer import ModelLoadError, Scorer
@@ -32,7 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         scorer, pointer = Scorer.load(settings.model_path), None
     app = ServiceFlask(__name__, static_folder=None)  # no static files of its own; Swagger UI brings its own
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    keys = ApiKeys(settings.effective_api_keys())
+    keys = ApiKeys(settings.effective_api_keys(), certificate_suffices=settings.client_cert_suffices)
     cache = ScoreCache.from_settings(settings)
     access_log.init_app(app, enabled=logging.getLevelName(settings.log_level) <= logging.INFO)
     metrics = init_metrics(app, settings, keys.require) if settings.metrics_enabled else None
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     state.init_app(app, app_state)
     register_blueprints(app, settings)
     envelope.register_error_handlers(app)
+    trust_proxies(app, settings.forwarded_hops)
     if metrics is not None and settings.prometheus_multiproc_dir is None:
         metrics.worker_started(scorer, cache.breaker_state)  # one process: it is its own worker
     log.info("model %s loaded from %s (sha256 %s)", scorer.version, scorer.path, scorer.checksum[:12])
@@ -73,6 +75,16 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
     app.register_blueprint(docs.bp)
     if settings.sentry_debug_route:
         app.register_blueprint(debug.bp)
+
+
+def trust_proxies(app: Flask, hops: int) -> None:
+    """Take the client address, scheme and host from the X-Forwarded-* headers of that many proxies in front.
+
+    Only the proxy can reach gunicorn when there is one (a unix socket or loopback), and nginx overwrites these
+    headers, so a client cannot forge its address; with no proxy (hops 0) the headers are ignored.
+    """
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 
 def configure_logger(settings: Settings) -> None:

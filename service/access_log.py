@@ -1,4 +1,4 @@
-"""One JSON line per request on stderr: time, method, endpoint, status, duration, cache result, request id."""
+"""One JSON line per request on stderr: time, method, endpoint, status, duration, cache result, request id, client."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ import time
 import orjson
 from flask import Flask, Response, g, request
 
+from service.auth import environ_key
+
 HEADER = "X-Request-ID"
 # A caller's request id is echoed only when it is short and plain, so logs cannot be forged through it.
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 #: The request id header as WSGI names it; read from the environ, which is cheaper than request.headers.
-_ENVIRON_KEY = "HTTP_" + HEADER.upper().replace("-", "_")
+_ENVIRON_KEY = environ_key(HEADER)
 
 # Each hook resolves the request and g proxies once: every attribute read through a proxy costs a lookup,
 # and these hooks run on every request (in-process, they were a fifth of a cache hit's cost).
@@ -47,6 +49,8 @@ def _line(response: Response) -> bytes:
         "duration_ms": round((time.perf_counter() - context.started) * 1000, 3),
         "cache": getattr(context, "cache_result", None),
         "request_id": context.request_id,
+        # The real client's address behind the proxy (ProxyFix); the caller's own without one.
+        "client": current.remote_addr,
     }, option=orjson.OPT_APPEND_NEWLINE)
 
 

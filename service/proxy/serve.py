@@ -1,0 +1,192 @@
+"""`make serve`: nginx in front of a multi-worker gunicorn on one machine, with the proxy's exporters beside them.
+
+gunicorn listens only on a unix socket in the run folder; nginx, on PUBLIC_BIND, is the one door in. The stack is
+ready when /health/ready answers 200 through nginx. SIGTERM or SIGINT stops nginx gracefully first (it stops
+accepting and finishes what it has in hand), then gunicorn (which finishes its own requests), so no request that
+reached the proxy is dropped.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from config import Settings, SettingsError
+from service.proxy.nginx_config import render
+
+MTAIL_PROGRAM = Path(__file__).with_name("proxy_answers.mtail")
+#: Debian puts nginx in /usr/sbin, which a user's PATH may lack.
+_SYSTEM_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+
+
+class ServeError(RuntimeError):
+    """The stack cannot start; the message is one line an operator can act on."""
+
+
+def find_program(name: str, package: str) -> str:
+    """The path of a system program, or ServeError naming the package to install."""
+    found = shutil.which(name, path=_SYSTEM_PATH)
+    if found is None:
+        raise ServeError(f"{name} is not installed: install the '{package}' package (make serve does, with apt-get)")
+    return found
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket: how the supervisor asks nginx's internal listener."""
+
+    def __init__(self, path: Path, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = str(path)
+
+    def connect(self) -> None:
+        """Connect to the socket instead of a host and port."""
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+def ready_through_proxy(run_dir: Path) -> bool:
+    """True when GET /health/ready, sent through nginx (its internal listener) to gunicorn, answers 200."""
+    connection = _UnixHTTPConnection(run_dir / "nginx-status.sock", timeout=2)
+    try:
+        connection.request("GET", "/health/ready")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+class Stack:
+    """The processes of one `make serve`, started in order and stopped in the reverse order."""
+
+    def __init__(self, settings: Settings, run_dir: Path, gunicorn_config: Path):
+        self.settings, self.run_dir, self.gunicorn_config = settings, run_dir, gunicorn_config
+        self.processes: dict[str, subprocess.Popen] = {}
+        #: Signals received; a wait gives up as soon as one arrives.
+        self.stopping: list[int] = []
+
+    def _start(self, name: str, command: list[str], env: dict[str, str] | None = None, quiet: bool = False) -> None:
+        """Start one process in its own group, so a terminal's Ctrl-C reaches only this supervisor."""
+        output = open(self.run_dir / f"{name}.log", "ab") if quiet else None
+        self.processes[name] = subprocess.Popen(command, env=env, stdout=output or sys.stdout, stderr=output,
+                                                start_new_session=True)
+        if output is not None:
+            output.close()
+
+    def start(self) -> None:
+        """mtail, gunicorn, nginx, then the nginx exporter; raises ServeError when one cannot start."""
+        nginx = find_program("nginx", "nginx")
+        mtail = find_program("mtail", "mtail")
+        exporter = find_program("prometheus-nginx-exporter", "prometheus-nginx-exporter")
+        conf = self.run_dir / "nginx.conf"
+        conf.write_text(render(self.settings, self.run_dir), encoding="utf-8")
+        check = subprocess.run([nginx, "-t", "-q", "-c", str(conf)], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise ServeError(f"nginx refuses its configuration: {check.stderr.strip().splitlines()[-1]}")
+        # mtail first: nginx logs its own answers to mtail's socket from its first request on.
+        host, _, port = self.settings.proxy_answers_bind.rpartition(":")
+        self._start("mtail", [mtail, "-progs", str(MTAIL_PROGRAM.parent), "-logs",
+                              f"unixgram://{self.run_dir / 'proxy-answers.sock'}", "-address", host, "-port", port,
+                              "-logtostderr"], quiet=True)
+        self._wait_for(lambda: (self.run_dir / "proxy-answers.sock").exists(), "mtail's socket", 10)
+        # nginx's workers drop to an unprivileged user when it starts as root: they must still reach the sockets.
+        (self.run_dir / "proxy-answers.sock").chmod(0o666)
+        env = {**os.environ, "BIND": self.settings.bind, "FORWARDED_HOPS": str(self.settings.forwarded_hops)}
+        self._start("gunicorn", [str(Path(sys.executable).with_name("gunicorn")), "-c", str(self.gunicorn_config)],
+                    env=env)
+        self._start("nginx", [nginx, "-c", str(conf)])
+        self._start("nginx-exporter", [exporter, "-nginx.scrape-uri",
+                                       f"unix:{self.run_dir / 'nginx-status.sock'}:/stub_status",
+                                       "-web.listen-address", self.settings.proxy_exporter_bind], quiet=True)
+
+    def _wait_for(self, condition, what: str, seconds: float) -> None:
+        """Poll condition until true; ServeError when a process died or time ran out."""
+        deadline = time.monotonic() + seconds
+        while not condition():
+            self.check_alive()
+            if self.stopping:
+                raise ServeError(f"stopped by signal {self.stopping[0]} before {what} was ready")
+            if time.monotonic() > deadline:
+                raise ServeError(f"{what} not ready after {seconds:.0f} s")
+            time.sleep(0.1)
+
+    def wait_until_ready(self, seconds: float) -> None:
+        """Wait until /health/ready answers 200 through nginx."""
+        self._wait_for(lambda: ready_through_proxy(self.run_dir), "/health/ready through nginx", seconds)
+
+    def check_alive(self) -> None:
+        """ServeError naming the first process that has exited."""
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise ServeError(f"{name} exited with status {process.returncode}")
+
+    def stop(self) -> None:
+        """nginx gracefully (SIGQUIT), then gunicorn (SIGTERM: it finishes its requests), then the exporters."""
+        grace = self.settings.graceful_timeout + 5
+        for name, sig in (("nginx", signal.SIGQUIT), ("gunicorn", signal.SIGTERM), ("nginx-exporter", signal.SIGTERM),
+                          ("mtail", signal.SIGTERM)):
+            process = self.processes.get(name)
+            if process is None or process.poll() is not None:
+                continue
+            process.send_signal(sig)
+            try:
+                process.wait(grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def serving_settings(settings: Settings, run_dir: Path) -> Settings:
+    """The settings as make serve runs them: gunicorn on a socket in run_dir, trusting one proxy's headers."""
+    return replace(settings, bind=f"unix:{run_dir / 'gunicorn.sock'}", forwarded_hops=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stack until SIGTERM or SIGINT; exit 2 with one line when it cannot start, 1 when a part dies."""
+    gunicorn_config = Path(argv[0] if argv else "gunicorn.conf.py")
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"regno-api cannot start: {error}", file=sys.stderr)
+        return 2
+    owned = settings.proxy_run_dir is None
+    run_dir = Path(tempfile.mkdtemp(prefix="regno-serve-")) if owned else settings.proxy_run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.chmod(0o755)  # mkdtemp's 0700 would shut out nginx's workers when it starts as root
+    settings = serving_settings(settings, run_dir)
+    stack = Stack(settings, run_dir, gunicorn_config)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda number, frame: stack.stopping.append(number))
+    status = 0
+    try:
+        settings.check()
+        stack.start()
+        stack.wait_until_ready(120)
+        scheme = "https" if settings.proxy_tls else "http"
+        print(f"regno-api serving on {scheme}://{settings.public_bind} (nginx -> gunicorn at {settings.bind})",
+              file=sys.stderr, flush=True)
+        while not stack.stopping:
+            stack.check_alive()
+            time.sleep(0.2)
+    except (ServeError, SettingsError) as error:
+        print(f"regno-api cannot serve: {error}", file=sys.stderr, flush=True)
+        status = 2 if not stack.processes or isinstance(error, SettingsError) else 1
+    finally:
+        stack.stop()
+        if owned:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
