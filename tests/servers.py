@@ -28,8 +28,9 @@ def free_port() -> int:
 
 def service_env(**overrides: str) -> dict[str, str]:
     """The current environment without the service's settings, plus overrides."""
-    names = ("REGNO_ENV", "MODEL_PATH", "API_KEYS", "API_KEYS_FILE", "BIND", "WORKERS", "WORKER_CLASS",
-             "THREADS", "TIMEOUT", "GRACEFUL_TIMEOUT", "PRELOAD", "PICK_THRESHOLD", "MAX_BODY_BYTES")
+    from config import _VARIABLES
+
+    names = {*_VARIABLES, "API_KEYS", "API_KEYS_FILE"}
     env = {name: value for name, value in os.environ.items() if name not in names}
     env.update(overrides)
     return env
@@ -146,3 +147,54 @@ def prometheus(config: Path, folder: Path) -> Iterator[str]:
         yield server.base_url
     finally:
         stop(server)
+
+
+class Stack(Server):
+    """A running `make serve` stack: the proxy's base URL, and where its exporters answer."""
+
+    def __init__(self, server: Server, exporter_url: str, answers_url: str):
+        super().__init__(server.process, server.base_url, server.log)
+        self.exporter_url, self.answers_url = exporter_url, answers_url
+
+    def gunicorn_pid(self) -> int:
+        """The gunicorn master started by the supervisor."""
+        return next(pid for pid in self.worker_pids() if "gunicorn" in Path(f"/proc/{pid}/cmdline").read_text())
+
+
+def wait_for_line(server: Server, text: str, seconds: float = 120.0) -> None:
+    """Wait until the server has written text to stderr; fail early if it died."""
+    deadline = time.monotonic() + seconds
+    while text not in server.output():
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited with {server.process.returncode}: {server.output()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {text!r} after {seconds} s: {server.output()[-3000:]}")
+        time.sleep(0.1)
+
+
+def start_stack(env: Mapping[str, str], log: Path, workers: int = 2, command: list[str] | None = None) -> Stack:
+    """Start `python -m service.proxy.serve` (or command, e.g. make serve) on free ports; wait until it serves."""
+    port, exporter, answers = free_port(), free_port(), free_port()
+    full_env = service_env(PUBLIC_BIND=f"127.0.0.1:{port}", PROXY_EXPORTER_BIND=f"127.0.0.1:{exporter}",
+                           PROXY_ANSWERS_BIND=f"127.0.0.1:{answers}", WORKERS=str(workers), **env)
+    command = command or [sys.executable, "-m", "service.proxy.serve", "gunicorn.conf.py"]
+    server = start(command, full_env, log, port)
+    scheme = "https" if full_env.get("PROXY_TLS_CERT_FILE") else "http"
+    server.base_url = f"{scheme}://127.0.0.1:{port}"
+    try:
+        wait_for_line(server, "regno-api serving on")
+        wait_for_workers(server, workers)
+    except Exception:
+        stop(server)
+        raise
+    return Stack(server, f"http://127.0.0.1:{exporter}", f"http://127.0.0.1:{answers}")
+
+
+@contextmanager
+def serve(env: Mapping[str, str], log: Path, workers: int = 2) -> Iterator[Stack]:
+    """The production-shaped stack (nginx before a multi-worker gunicorn), ready through the proxy."""
+    stack = start_stack(env, log, workers)
+    try:
+        yield stack
+    finally:
+        stop(stack)
