@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import resource
 import sys
 from pathlib import Path
 
@@ -32,8 +33,14 @@ REFUSALS: dict[int, str] = {
 }
 #: nginx's internal codes and the status the client sees for them.
 _ANSWERED_AS = {494: 400, 495: 403, 496: 403}
-#: File descriptors each nginx worker may hold: clients, plus one upstream socket for each request in flight.
+#: File descriptors each nginx worker asks for: clients, plus one upstream socket for each request in flight.
 _FILE_LIMIT = 65536
+
+
+def file_limit() -> int:
+    """The descriptors an nginx worker may hold here: _FILE_LIMIT, or the hard limit when that is lower."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return _FILE_LIMIT if hard == resource.RLIM_INFINITY else min(_FILE_LIMIT, hard)
 
 
 def upstream_address(bind: str) -> str:
@@ -58,9 +65,8 @@ def render(settings: Settings, run_dir: Path) -> str:
     return template.render(
         run_dir=run_dir,
         workers=settings.proxy_workers,
-        raise_file_limit=True,
-        file_limit=_FILE_LIMIT,
-        worker_connections=_FILE_LIMIT // 2,
+        file_limit=file_limit(),
+        worker_connections=file_limit() // 2,
         upstream=upstream_address(settings.bind),
         public_bind=settings.public_bind,
         header_timeout_s=settings.proxy_header_timeout_s,

@@ -78,6 +78,8 @@ class Stack:
     def _start(self, name: str, command: list[str], env: dict[str, str] | None = None, quiet: bool = False) -> None:
         """Start one process in its own group, so a terminal's Ctrl-C reaches only this supervisor."""
         output = open(self.run_dir / f"{name}.log", "ab") if quiet else None
+        # The exporters read variables of their own (the nginx exporter's TIMEOUT clashes with gunicorn's): none of ours.
+        env = env if env is not None else {"PATH": os.environ.get("PATH", "")}
         self.processes[name] = subprocess.Popen(command, env=env, stdout=output or sys.stdout, stderr=output,
                                                 start_new_session=True)
         if output is not None:
@@ -92,7 +94,8 @@ class Stack:
         conf.write_text(render(self.settings, self.run_dir), encoding="utf-8")
         check = subprocess.run([nginx, "-t", "-q", "-c", str(conf)], capture_output=True, text=True)
         if check.returncode != 0:
-            raise ServeError(f"nginx refuses its configuration: {check.stderr.strip().splitlines()[-1]}")
+            lines = check.stderr.strip().splitlines()
+            raise ServeError(f"nginx refuses its configuration: {next((l for l in lines if '[emerg]' in l), lines[0])}")
         # mtail first: nginx logs its own answers to mtail's socket from its first request on.
         host, _, port = self.settings.proxy_answers_bind.rpartition(":")
         self._start("mtail", [mtail, "-progs", str(MTAIL_PROGRAM.parent), "-logs",
@@ -104,9 +107,14 @@ class Stack:
         env = {**os.environ, "BIND": self.settings.bind, "FORWARDED_HOPS": str(self.settings.forwarded_hops)}
         self._start("gunicorn", [str(Path(sys.executable).with_name("gunicorn")), "-c", str(self.gunicorn_config)],
                     env=env)
-        self._start("nginx", [nginx, "-c", str(conf)])
+        # nginx after gunicorn has bound its socket (it loads the model first): no 502 while the stack starts.
+        self._wait_for(lambda: (self.run_dir / "gunicorn.sock").exists(), "gunicorn's socket", 120)
+        self._start("nginx", [nginx, "-c", str(conf)], env=dict(os.environ))
+        self._wait_for(lambda: (self.run_dir / "nginx-status.sock").exists(), "nginx's status socket", 30)
         self._start("nginx-exporter", [exporter, "-nginx.scrape-uri",
                                        f"unix:{self.run_dir / 'nginx-status.sock'}:/stub_status",
+                                       # nginx may take a moment to accept on the socket it has made
+                                       "-nginx.retries", "20", "-nginx.retry-interval", "500ms",
                                        "-web.listen-address", self.settings.proxy_exporter_bind], quiet=True)
 
     def _wait_for(self, condition, what: str, seconds: float) -> None:
