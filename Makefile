@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # make run's development defaults; anything set in the environment wins.
 REGNO_ENV ?= development
 
-.PHONY: run serve proxy test load model bench bench-record bench-cache bench-overhead bench-score-file redis-server prometheus wrk clean
+.PHONY: run serve proxy openssl test load model bench bench-record bench-cache bench-overhead bench-score-file redis-server prometheus wrk clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "make: no python3 found; install Python 3.11" >&2; exit 1; }
@@ -31,7 +31,7 @@ run: $(VENV)/.installed
 serve: $(VENV)/.installed proxy
 	REGNO_ENV=$(REGNO_ENV) exec $(BIN)/python -m service.proxy.serve gunicorn.conf.py
 
-test: $(VENV)/.installed-test redis-server prometheus wrk proxy
+test: $(VENV)/.installed-test redis-server prometheus wrk proxy openssl
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The tests start their own redis-server and Prometheus; install them with the system package manager when missing.
@@ -47,6 +47,10 @@ proxy:
 	@scripts/install-system-package nginx nginx
 	@scripts/install-system-package mtail mtail
 	@scripts/install-system-package prometheus-nginx-exporter prometheus-nginx-exporter
+
+# The proxy's tests make their own certificates.
+openssl:
+	@scripts/install-system-package openssl openssl
 
 # The load generator of the benchmarks (and of their tests).
 wrk:
