@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # regno-api: gunicorn serving the scoring service, one worker per CPU it is given (WORKERS).
 # Build: docker build -t regno-api .   Run: docker run -p 8000:8000 -e API_KEYS=... regno-api
+# In compose and Kubernetes it listens on a unix socket in /run/regno behind nginx (service/proxy/).
 
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
@@ -29,7 +30,8 @@ COPY scripts/install-wheels /usr/local/bin/install-wheels
 # The wheels are mounted for the install, never copied into a layer.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels install-wheels /wheels \
     && groupadd --system --gid 10001 regno \
-    && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin regno
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin regno \
+    && install -d -o 10001 -g 10001 /run/regno
 WORKDIR /app
 COPY gunicorn.conf.py ./
 # The bundled model, where MODEL_PATH points: mount another .cbm over it, or point MODEL_PATH elsewhere.
@@ -42,6 +44,18 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health/live', timeout=2)"]
 # Exec form: gunicorn is PID 1 and gets SIGTERM itself, so in-flight requests finish (GRACEFUL_TIMEOUT).
 CMD ["gunicorn", "-c", "/app/gunicorn.conf.py", "service.wsgi:app"]
+
+# mtail with the program that counts the proxy's own answers (refusals, 502, 504) by status: nginx logs them
+# to mtail's socket in the run folder it shares with the proxy. Debian's mtail, as `make serve` runs it.
+FROM debian:bookworm-20241202-slim AS proxy-answers
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends mtail=3.0.0~rc50-1+b6 \
+    && rm -rf /var/lib/apt/lists/*
+COPY service/proxy/proxy_answers.mtail /etc/mtail/proxy_answers.mtail
+USER 10001:10001
+EXPOSE 3903
+HEALTHCHECK NONE
+CMD ["mtail", "-progs", "/etc/mtail", "-logs", "unixgram:///run/regno/proxy-answers.sock", "-port", "3903", "-logtostderr"]
 
 # Locust with the project's locustfile, for compose's `load` profile.
 FROM runtime AS load

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from compose_spec import PyCompose
 from config import _VARIABLES, Settings
 from model.scorer import PROBE_RECORD
 from service import create_app
+from service.proxy.nginx_config import render
+from service.proxy.serve import find_program
 from tests.conftest import API_KEY
 from tests.servers import ROOT, free_port, start, stop, wait_until_ready
 
@@ -28,6 +31,8 @@ MANIFESTS = sorted(path for path in K8S.rglob("*.yaml") if path.name != "kustomi
 #: Every variable the service reads: its settings, and the two that carry the API keys.
 SETTINGS = set(_VARIABLES) | {"API_KEYS", "API_KEYS_FILE"}
 PORT = 8000
+#: The proxy's port: the one door of the compose stack and of the pod.
+PUBLIC_PORT = 8080
 
 
 def _documents(path: Path) -> list[dict]:
@@ -43,14 +48,28 @@ def _k8s(kind: str, name: str) -> dict:
     raise LookupError(f"no {kind} {name}")
 
 
+def _pod() -> dict:
+    return _k8s("Deployment", "regno-api")["spec"]["template"]["spec"]
+
+
+def _container(name: str) -> dict:
+    """A container (or init container) of the regno-api pod by name."""
+    return next(c for c in _pod()["containers"] + _pod().get("initContainers", []) if c["name"] == name)
+
+
 def _api_container() -> dict:
-    return _k8s("Deployment", "regno-api")["spec"]["template"]["spec"]["containers"][0]
+    return _container("api")
+
+
+def _configmap() -> dict[str, str]:
+    return _k8s("ConfigMap", "regno-api-config")["data"]
 
 
 def test_compose_file_is_valid_compose_spec():
     """The compose-spec parser (compose_spec, from PyPI) accepts the file, with every service we expect."""
     compose = PyCompose.from_yaml((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
-    assert sorted(compose.service_names()) == ["api", "grafana", "locust", "prometheus", "redis"]
+    assert sorted(compose.service_names()) == ["api", "grafana", "locust", "nginx-exporter", "prometheus", "proxy",
+                                               "proxy-answers", "proxy-config", "redis"]
 
 
 def test_hadolint_passes_the_dockerfile():
@@ -102,24 +121,29 @@ def test_every_variable_named_is_a_real_setting():
     """The Dockerfile, compose's api service, .env.example and the manifests set only variables the service reads."""
     named = set(re.findall(r"^\s+(\w+)=", DOCKERFILE.split("FROM ${PYTHON_IMAGE} AS runtime")[1].split(" AS load")[0],
                            re.M))
-    named |= set(COMPOSE["services"]["api"]["environment"])
+    named |= set(COMPOSE["services"]["api"]["environment"]) | set(COMPOSE["services"]["proxy-config"]["environment"])
     example = (ROOT / ".env.example").read_text(encoding="utf-8")
     named |= set(re.findall(r"^(\w+)=", example, re.M)) - {"LOAD_API_KEY", "GRAFANA_ADMIN_PASSWORD"}
     named |= set(_k8s("ConfigMap", "regno-api-config")["data"])
     named |= {variable["name"] for variable in _api_container()["env"]}
+    named |= {variable["name"] for variable in _container("proxy-config").get("env", [])}
     python_own = {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR", "PIP_DISABLE_PIP_VERSION_CHECK"}
     assert named - python_own <= SETTINGS, (named - python_own) - SETTINGS
     assert {"API_KEYS", "SENTRY_DSN"} <= named
-    assert Settings.from_env({**_k8s("ConfigMap", "regno-api-config")["data"], "API_KEYS": "k"}).redis_url == \
-        "redis://regno-redis:6379/0"
+    assert Settings.from_env({**_configmap(), "API_KEYS": "k"}).redis_url == "redis://regno-redis:6379/0"
+    # The exporters read variables of their own (the nginx exporter takes TIMEOUT as its scrape timeout): none of ours.
+    for name in ("nginx-exporter", "proxy-answers"):
+        assert "env" not in _container(name) and "envFrom" not in _container(name), name
+        assert "environment" not in COMPOSE["services"][name], name
 
 
 def test_health_paths_answer_in_the_app(settings):
     """Every health check path the files name answers 200 in the app."""
-    paths = set(re.findall(r"127\.0\.0\.1:8000(/[\w/]+)", DOCKERFILE))
-    paths |= set(re.findall(r"127\.0\.0\.1:8000(/[\w/]+)", " ".join(COMPOSE["services"]["api"]["healthcheck"]["test"])))
-    container = _api_container()
-    paths |= {container["readinessProbe"]["httpGet"]["path"], container["livenessProbe"]["httpGet"]["path"]}
+    checks = [DOCKERFILE, " ".join(COMPOSE["services"]["api"]["healthcheck"]["test"]),
+              " ".join(COMPOSE["services"]["proxy"]["healthcheck"]["test"]),
+              " ".join(_api_container()["livenessProbe"]["exec"]["command"]),
+              _container("proxy")["readinessProbe"]["httpGet"]["path"]]
+    paths = {path for text in checks for path in re.findall(r"(/health/\w+)", text)}
     assert paths == {"/health/live", "/health/ready"}
     client = create_app(settings).test_client()
     for path in paths:
@@ -127,16 +151,61 @@ def test_health_paths_answer_in_the_app(settings):
 
 
 def test_ports_agree():
-    """The port gunicorn binds in the image is the one exposed, published, probed, scraped and annotated."""
+    """gunicorn alone (the image's default) binds 8000; behind the proxy it binds a socket, and 8080 is the one door."""
     assert f"BIND=0.0.0.0:{PORT}" in DOCKERFILE and f"EXPOSE {PORT}" in DOCKERFILE
-    assert COMPOSE["services"]["api"]["ports"] == [f"{PORT}:{PORT}"]
-    container = _api_container()
-    assert container["ports"] == [{"name": "http", "containerPort": PORT}]
+    api_env = COMPOSE["services"]["api"]["environment"]
+    assert api_env["BIND"] == _configmap()["BIND"] == "unix:/run/regno/gunicorn.sock"
+    assert api_env["PUBLIC_BIND"] == _configmap()["PUBLIC_BIND"] == f"0.0.0.0:{PUBLIC_PORT}"
+    assert api_env["FORWARDED_HOPS"] == _configmap()["FORWARDED_HOPS"] == "1"
+    # The proxy is the only service published on every interface; the api publishes nothing.
+    published = {name: service["ports"] for name, service in COMPOSE["services"].items() if "ports" in service}
+    assert published.pop("proxy") == [f"{PUBLIC_PORT}:{PUBLIC_PORT}"]
+    assert all(port.startswith("127.0.0.1:") for ports in published.values() for port in ports), published
+    assert "api" not in published
+    assert "ports" not in _api_container()
+    assert _container("proxy")["ports"] == [{"name": "http", "containerPort": PUBLIC_PORT}]
     annotations = _k8s("Deployment", "regno-api")["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/port"] == str(PORT) and annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["prometheus.io/port"] == str(PUBLIC_PORT) and annotations["prometheus.io/path"] == "/metrics"
     prometheus = yaml.safe_load((ROOT / "config" / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
-    assert prometheus["scrape_configs"][0]["static_configs"][0]["targets"] == [f"api:{PORT}"]
+    assert prometheus["scrape_configs"][0]["static_configs"][0]["targets"] == [f"proxy:{PUBLIC_PORT}"]
     assert _k8s("Service", "regno-api")["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_every_shipped_proxy_configuration_passes_nginx_t(tmp_path):
+    """nginx.conf as compose's proxy-config and the pod's init container render it: nginx -t accepts both."""
+    nginx = find_program("nginx", "nginx")
+    rendering = {"compose": COMPOSE["services"]["proxy-config"]["environment"],
+                 "kubernetes": {**_configmap(), **{v["name"]: v["value"]
+                                                   for v in _container("proxy-config").get("env", [])}}}
+    for name, env in rendering.items():
+        settings = Settings.from_env(env)
+        folder = tmp_path / name
+        folder.mkdir()
+        conf = folder / "nginx.conf"
+        # The paths move into the test's folder (nginx -t binds no port); the rest is as the deployment renders it.
+        conf.write_text(render(replace(settings, bind=f"unix:{folder}/g.sock"), folder))
+        check = subprocess.run([nginx, "-t", "-q", "-c", str(conf)], capture_output=True, text=True, timeout=30)
+        assert check.returncode == 0, (name, check.stderr)
+        assert f"listen {settings.public_bind};" in render(settings, Path("/run/regno"))
+        assert "server unix:/run/regno/gunicorn.sock;" in render(settings, Path("/run/regno"))
+
+
+def test_the_proxy_reads_the_same_settings_as_the_api():
+    """Limits agree: compose's proxy-config has the api's environment, the pod's init container the api's ConfigMap."""
+    assert COMPOSE["services"]["proxy-config"]["environment"] == COMPOSE["services"]["api"]["environment"]
+    assert _container("proxy-config")["envFrom"] == _api_container()["envFrom"]
+    for service in ("api", "proxy", "proxy-config", "proxy-answers", "nginx-exporter"):
+        assert "regno-run:/run/regno" in COMPOSE["services"][service]["volumes"], service
+    for name in ("api", "proxy", "proxy-config", "proxy-answers", "nginx-exporter"):
+        assert {"name": "run", "mountPath": "/run/regno"} in _container(name)["volumeMounts"], name
+    for command in (COMPOSE["services"]["proxy"]["entrypoint"], _container("proxy")["command"]):
+        assert command == ["nginx", "-c", "/run/regno/nginx.conf"]
+    assert COMPOSE["services"]["proxy"]["depends_on"]["proxy-config"]["condition"] == "service_completed_successfully"
+    # mtail makes the socket nginx logs to, so it starts before the proxy: a native sidecar in the pod.
+    init = [c["name"] for c in _pod()["initContainers"]]
+    assert init == ["proxy-config", "proxy-answers"] and _container("proxy-answers")["restartPolicy"] == "Always"
+    program = re.search(r"^COPY (service/proxy/\S+\.mtail) ", DOCKERFILE, re.M).group(1)
+    assert (ROOT / program).is_file()
 
 
 def test_mounted_and_copied_files_exist():
@@ -162,15 +231,19 @@ def test_mounted_and_copied_files_exist():
 
 
 def test_shutdown_outlasts_gunicorn_graceful_timeout():
-    """Kubernetes and compose wait longer than gunicorn finishes requests; workers follow the CPU limit."""
-    graceful = int(_k8s("ConfigMap", "regno-api-config")["data"]["GRACEFUL_TIMEOUT"])
-    pod = _k8s("Deployment", "regno-api")["spec"]["template"]["spec"]
-    pre_stop = _api_container()["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert pod["terminationGracePeriodSeconds"] > pre_stop + graceful
+    """The proxy drains before gunicorn stops accepting; both finish within the grace; workers follow the CPU limit."""
+    graceful = int(_configmap()["GRACEFUL_TIMEOUT"])
+    api_pause = _api_container()["lifecycle"]["preStop"]["sleep"]["seconds"]
+    proxy_stop = " ".join(_container("proxy")["lifecycle"]["preStop"]["exec"]["command"])
+    proxy_pause = int(re.search(r"sleep (\d+);", proxy_stop).group(1))
+    assert "nginx -c /run/regno/nginx.conf -s quit" in proxy_stop
+    assert proxy_pause < api_pause
+    assert _pod()["terminationGracePeriodSeconds"] > api_pause + graceful
     workers = next(v for v in _api_container()["env"] if v["name"] == "WORKERS")["valueFrom"]["resourceFieldRef"]
     assert workers["resource"] == "limits.cpu"
     api = COMPOSE["services"]["api"]
     assert int(api["stop_grace_period"].rstrip("s")) > int(api["environment"]["GRACEFUL_TIMEOUT"])
+    assert COMPOSE["services"]["proxy"]["stop_signal"] == "SIGQUIT"
     assert api["environment"]["WORKERS"] == api["deploy"]["resources"]["limits"]["cpus"]
     assert api["depends_on"]["redis"]["condition"] == "service_healthy"
     assert '"--maxmemory-policy", "allkeys-lru"' in (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
