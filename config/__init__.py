@@ -106,7 +106,7 @@ class Settings:
     forwarded_hops: int = 0
     #: The proxy (`make serve`): the address clients connect to.
     public_bind: str = "127.0.0.1:8080"
-    #: The proxy: folder for gunicorn's socket, the rendered nginx.conf, its sockets and temp files; a fresh one when unset.
+    #: The proxy: folder for gunicorn's socket, the rendered nginx.conf, nginx's sockets and temp files.
     proxy_run_dir: Path | None = None
     #: The proxy: nginx worker processes; one event loop carries tens of thousands of requests a second.
     proxy_workers: int = 1

@@ -149,7 +149,7 @@ def test_header_stalled_client_is_cut_at_the_header_timeout(stack):
 
 
 def test_oversized_body_is_refused_by_the_proxy(stack):
-    """Over MAX_BODY_BYTES: 413 in the envelope from nginx (no service line); a batch may be larger, up to its own limit."""
+    """Over MAX_BODY_BYTES: 413 in the envelope from nginx, no service line; a batch may be larger, up to its limit."""
     big = b'{"pad": "' + b"a" * 70_000 + b'"}'
     refused = _post(stack.base_url, big, headers={"X-Request-ID": "too-big-1"})
     assert refused.status_code == 413
@@ -157,7 +157,8 @@ def test_oversized_body_is_refused_by_the_proxy(stack):
     assert refused.headers["X-Request-ID"] == "too-big-1"
     # Announced by Content-Length alone, the body is refused before it is sent.
     sock = socket.create_connection(_address(stack.base_url))
-    sock.sendall(b"POST /reg/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\n\r\n")
+    sock.sendall(b"POST /reg/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 99999999\r\n\r\n")
     sock.settimeout(5)
     assert sock.recv(4096).startswith(b"HTTP/1.1 413")
     sock.close()
@@ -169,7 +170,7 @@ def test_oversized_body_is_refused_by_the_proxy(stack):
 
 
 def test_the_proxy_refusals_are_envelopes_never_html():
-    """Every status nginx answers by itself has an envelope with a message, and nginx's internal codes map to real ones."""
+    """Every status nginx answers by itself has an envelope with a message; its internal codes map to real ones."""
     conf = render(Settings(env="development"), Path("/run/x"))
     for status, message in REFUSALS.items():
         assert f"error_page {status} = @regno_{status};" in conf

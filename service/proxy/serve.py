@@ -78,7 +78,7 @@ class Stack:
     def _start(self, name: str, command: list[str], env: dict[str, str] | None = None, quiet: bool = False) -> None:
         """Start one process in its own group, so a terminal's Ctrl-C reaches only this supervisor."""
         output = open(self.run_dir / f"{name}.log", "ab") if quiet else None
-        # The exporters read variables of their own (the nginx exporter's TIMEOUT clashes with gunicorn's): none of ours.
+        # The exporters read variables of their own (the nginx exporter's TIMEOUT clashes with ours): none of ours.
         env = env if env is not None else {"PATH": os.environ.get("PATH", "")}
         self.processes[name] = subprocess.Popen(command, env=env, stdout=output or sys.stdout, stderr=output,
                                                 start_new_session=True)
