@@ -1,4 +1,4 @@
-"""A real Prometheus scraping a real multi-worker gunicorn: exact counts, and every dashboard and alert query answers."""
+"""A real Prometheus scraping a real multi-worker gunicorn (and the proxy's exporters): every query answers."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import requests
 import yaml
 
 from tests.conftest import API_KEY
-from tests.servers import ROOT, gunicorn, prometheus
+from tests.servers import ROOT, children, gunicorn, prometheus, serve
 
 pytestmark = pytest.mark.gunicorn
 CONFIG = ROOT / "config" / "prometheus"
@@ -26,18 +26,25 @@ HEADERS = {"x-api-key": API_KEY, "content-type": "application/json"}
 SCORED = 'sum(regno_http_request_duration_seconds_count{endpoint="scoring.score_one"})'
 # `<query> <comparison> <number>`: the alert rules are written so, and the query must answer with data.
 ALERT_SHAPE = re.compile(r"^(?P<query>.+?)\s*(?:>=|<=|==|!=|>|<)\s*[0-9.eE+-]+$")
+#: Metrics of the proxy's exporters (nginx exporter, mtail): their queries are checked against make serve's stack.
+PROXY_METRIC = re.compile(r"\b(nginx_\w+|regno_proxy_\w+)")
 
 
 def _dashboard_queries() -> list[str]:
-    """Every PromQL expression of every dashboard panel."""
+    """Every PromQL expression of every dashboard panel (rows have none)."""
     panels = json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"]
-    return [target["expr"] for panel in panels for target in panel["targets"]]
+    return [target["expr"] for panel in panels for target in panel.get("targets", [])]
 
 
 def _alert_rules() -> list[dict]:
     """Every alert rule in the committed rules file."""
     rules = yaml.safe_load((CONFIG / "alerts.yml").read_text(encoding="utf-8"))
     return [rule for group in rules["groups"] for rule in group["rules"]]
+
+
+def _of_proxy(expression: str) -> bool:
+    """True when a query needs the proxy's exporters."""
+    return bool(PROXY_METRIC.search(expression))
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess:
@@ -122,9 +129,13 @@ def test_counts_are_exact_and_every_query_answers(scraped, simulated_records, re
     _wait_for(base, "sum(regno_workers_alive)", 3)
     time.sleep(2)  # a few more scrapes, so every rate() has two points
     for expression in _dashboard_queries():
+        if _of_proxy(expression):
+            continue  # test_proxy_queries_answer_against_make_serve
         result = _query(base, expression.replace("$__rate_interval", "1m"))
         assert result, f"dashboard query returned no data: {expression}"
     for rule in _alert_rules():
+        if _of_proxy(rule["expr"]):
+            continue
         shape = ALERT_SHAPE.match(rule["expr"])
         assert shape, f"alert {rule['alert']} is not `<query> <comparison> <number>`"
         assert _query(base, shape["query"]), f"alert {rule['alert']} query returned no data"
@@ -137,7 +148,7 @@ def test_queries_name_only_exported_metrics(scraped):
     """Every metric a dashboard or alert query names is one the service exports (or Prometheus's own up)."""
     server, _, _ = scraped
     exported = set(re.findall(r"^(\w+)", requests.get(f"{server.base_url}/metrics", timeout=5).text, re.M))
-    expressions = _dashboard_queries() + [rule["expr"] for rule in _alert_rules()]
+    expressions = [e for e in _dashboard_queries() + [rule["expr"] for rule in _alert_rules()] if not _of_proxy(e)]
     named = {name for expression in expressions for name in re.findall(r"\b(regno_\w+|up)\b(?=\s*[{\[)]|\s*$|\s)",
                                                                         expression)}
     assert named, "no metric names found in the queries"
@@ -163,3 +174,47 @@ def test_counts_survive_a_worker_restart_and_files_stay_bounded(scraped, record)
     names = [path.name for path in metrics_dir.glob("*.db")]
     assert not [name for name in names if name.endswith(f"_{victim}.db")]
     assert "counter_archive.db" in names and "histogram_archive.db" in names
+
+
+def test_proxy_queries_answer_against_make_serve(tmp_path):
+    """make serve's stack scraped by a real Prometheus: the proxy's panels and alerts answer; a 504 fires its alert."""
+    env = {"API_KEYS": API_KEY, "TIMEOUT": "1"}  # nginx waits TIMEOUT + 5 s for gunicorn: a frozen one gives 504 soon
+    with serve(env, tmp_path / "stack.log", workers=2) as stack:
+        config = yaml.safe_load((CONFIG / "prometheus.yml").read_text(encoding="utf-8"))
+        config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+        config["rule_files"] = [str(CONFIG / "alerts.yml")]
+        targets = {"regno-api": stack.base_url, "regno-proxy": stack.exporter_url,
+                   "regno-proxy-answers": stack.answers_url}
+        assert [job["job_name"] for job in config["scrape_configs"]] == list(targets)
+        for job in config["scrape_configs"]:
+            job["static_configs"] = [{"targets": [targets[job["job_name"]].removeprefix("http://")]}]
+        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+        with prometheus(tmp_path / "prometheus.yml", tmp_path) as base:
+            assert _send(stack.base_url, [orjson.dumps({"pad": "a" * 70_000})] * 3, HEADERS) == [413] * 3
+            _wait_for(base, 'sum(regno_proxy_answers_total{status="413"})', 3)
+            failing = next(rule for rule in _alert_rules() if rule["alert"] == "RegnoUpstreamFailing")
+            assert _query(base, failing["expr"]) == []  # refusals are not upstream failures
+            frozen = [stack.gunicorn_pid(), *children(stack.gunicorn_pid())]
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                timed_out = requests.post(f"{stack.base_url}/reg/", data=b"{}", headers=HEADERS, timeout=30)
+            finally:
+                for pid in frozen:
+                    os.kill(pid, signal.SIGCONT)
+            assert timed_out.status_code == 504
+            _wait_for(base, 'sum(regno_proxy_answers_total{status="504"})', 1)
+            time.sleep(2)  # a few more scrapes, so every rate() has two points
+            for expression in filter(_of_proxy, _dashboard_queries()):
+                assert _query(base, expression.replace("$__rate_interval", "1m")), expression
+            for rule in _alert_rules():
+                if _of_proxy(rule["expr"]):
+                    assert _query(base, ALERT_SHAPE.match(rule["expr"])["query"]), rule["alert"]
+            assert _query(base, failing["expr"]), "the 502/504 alert's condition is not met after a 504"
+            down = next(rule for rule in _alert_rules() if rule["alert"] == "RegnoProxyDown")
+            assert _query(base, down["expr"]) == []  # nginx is up
+            exported = {name for url in targets.values() for name in
+                        re.findall(r"^(\w+)", requests.get(f"{url}/metrics", timeout=5).text, re.M)}
+    named = {name for expression in _dashboard_queries() + [rule["expr"] for rule in _alert_rules()]
+             for name in PROXY_METRIC.findall(expression)}
+    assert named and named <= exported, named - exported
