@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # make run's development defaults; anything set in the environment wins.
 REGNO_ENV ?= development
 
-.PHONY: run serve proxy openssl test load model bench bench-record bench-cache bench-overhead bench-score-file redis-server prometheus wrk clean
+.PHONY: run serve proxy openssl test load model bench bench-stalled bench-record bench-cache bench-overhead bench-score-file redis-server prometheus wrk clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "make: no python3 found; install Python 3.11" >&2; exit 1; }
@@ -69,8 +69,13 @@ bench-cache: $(VENV)/.installed-test redis-server
 	$(BIN)/python -m loadtest.bench_cache
 
 # Throughput against a bare Flask floor, the team's approach, and memory, in one run (starts everything itself).
-bench: $(VENV)/.installed-test redis-server wrk
+bench: $(VENV)/.installed-test redis-server wrk proxy
 	$(BIN)/python -m loadtest.bench $(BENCH_ARGS)
+
+# Hostile clients: 400 connections stalled in headers and bodies held open through the proxy while normal traffic
+# runs at a fixed 500 requests a second, then the same against gunicorn direct (starts everything itself).
+bench-stalled: $(VENV)/.installed-test proxy
+	$(BIN)/python -m loadtest.bench_stalled $(BENCH_ARGS)
 
 # Throughput of /reg/ with metrics and Sentry on against both off, under the same gunicorn, in one run.
 bench-overhead: $(VENV)/.installed-test wrk

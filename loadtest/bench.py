@@ -3,9 +3,11 @@
 Starts, one after another under the same gunicorn config: (a) the floor, a bare Flask app that parses
 the JSON and answers a constant; (b) the service on unique records (no cache hit possible); (c) the
 service on 50 repeated records (cache hits); (d) the service with Redis, on unique records; (e) the
-service on unique records sent 100 at a time to POST /reg/batch; (f) the team's original approach
-(model loaded per request). The service runs with metrics on, Sentry on (a local receiver) and its L1
-cache, as `make run` does; the Redis row adds a local redis-server, which then shares the same cores.
+service on unique records sent 100 at a time to POST /reg/batch; (f) the service behind nginx as
+`make serve` runs it, on unique records, wrk's connections kept alive by the proxy (gunicorn's sync
+workers close each one when met directly); (g) the team's original approach (model loaded per
+request). The service runs with metrics on, Sentry on (a local receiver) and its L1 cache, as
+`make run` does; the Redis row adds a local redis-server, which then shares the same cores.
 Each is driven by wrk for the same time, in --rounds rounds that take the scenarios in turn; it prints
 the median req/s, records/s, p50, p99 and records/s against the floor's (each round against that
 round's floor), and the resident and proportional memory of the master and each worker after the
@@ -34,11 +36,13 @@ from loadtest.bench_cache import start_redis
 from loadtest.bench_overhead import _Sink
 from model.bench import machine
 from model.simulate import simulate_records
-from tests.servers import GUNICORN, children, free_port, service_env, start, stop
+from tests.servers import GUNICORN, children, free_port, service_env, start, start_stack, stop
 
 KEY = "bench-key"
 #: Records per POST /reg/batch in the batch scenario.
 BATCH = 100
+#: The app name that stands for the service behind the proxy (make serve's stack) in a scenario.
+BEHIND_PROXY = "make serve"
 #: Stands in a body for the recognition_accuracy each request makes unique (quotes included, so a number replaces it).
 PLACEHOLDER = '"__ACC__"'
 
@@ -105,7 +109,11 @@ def memory(pid: int) -> tuple[int, int]:
 
 
 def serve(app: str, env: dict, folder: Path, workers: int, probe: bytes):
-    """Start gunicorn with the project's config on app; wait until every worker is up and a POST answers."""
+    """Start gunicorn with the project's config on app (or make serve's stack); wait until a POST answers."""
+    if app == BEHIND_PROXY:
+        stack = start_stack(env, folder / "stack.log", workers)
+        stack.pid_of_master = stack.gunicorn_pid()
+        return stack
     port = free_port()
     full_env = service_env(BIND=f"127.0.0.1:{port}", WORKERS=str(workers), **env)
     server = start([str(GUNICORN), "-c", "gunicorn.conf.py", app], full_env, folder / "gunicorn.log", port)
@@ -115,6 +123,7 @@ def serve(app: str, env: dict, folder: Path, workers: int, probe: bytes):
         try:
             if (requests.post(f"{server.base_url}/reg/", data=probe, headers=headers, timeout=10).status_code == 200
                     and len(children(server.process.pid)) == workers):
+                server.pid_of_master = server.process.pid
                 return server
         except requests.ConnectionError:
             pass
@@ -131,8 +140,8 @@ def measure(name: str, app: str, env: dict, script: Path, args, folder: Path, pr
     try:
         run_wrk(f"{server.base_url}/reg/", script, 2, args.connections)  # warm-up
         rate, p50, p99 = run_wrk(f"{server.base_url}/reg/", script, args.seconds, args.connections)
-        pids = [("master", server.process.pid)] + [(f"worker {i + 1}", pid)
-                                                    for i, pid in enumerate(children(server.process.pid))]
+        master = server.pid_of_master  # gunicorn's, also behind the proxy (nginx's few MiB are not counted)
+        pids = [("master", master)] + [(f"worker {i + 1}", pid) for i, pid in enumerate(children(master))]
         usage = [(label, *memory(pid)) for label, pid in pids]
     finally:
         stop(server)
@@ -172,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         ("service, 50 repeated records (L1 hits)", "service.wsgi:app", service, repeated),
         ("service with Redis, unique records", "service.wsgi:app", with_redis, unique),
         (f"service, unique records in batches of {BATCH} (POST /reg/batch)", "service.wsgi:app", service, batches),
+        ("service behind the proxy, kept-alive clients, unique records", BEHIND_PROXY, service, unique),
     ]
     if not args.skip_team:
         scenarios.append(("team's approach: model loaded per request", "loadtest.team_app:app", common, unique))

@@ -23,7 +23,7 @@ def test_bench_reports_every_scenario_against_the_floor():
     rows = re.findall(r"^\| ((?:floor|service)[^|]*) \| ([\d,]+) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| "
                       r"([\d. ]+) \|$", result.stdout, re.M)
     assert [row[0].split(":")[0].split(",")[0] for row in rows] == ["floor", "service", "service", "service with Redis",
-                                                                    "service"]
+                                                                    "service", "service behind the proxy"]
     assert "batches of 100" in rows[4][0]
     for name, rate, records, p50, p99, ratio, each_round in rows:
         per_request = 100 if "batches" in name else 1
@@ -35,7 +35,7 @@ def test_bench_reports_every_scenario_against_the_floor():
         assert len(ratios) == 2 and min(ratios) <= float(ratio) <= max(ratios), name
     assert rows[0][5] == "1.00" and rows[0][6] == "1.00 1.00"
     memory = re.findall(r"^\| \w[^|]* \| (master|worker \d) \| (\d+) \| (\d+) \|$", result.stdout, re.M)
-    assert len(memory) == 5 * 3  # a master and two workers per scenario
+    assert len(memory) == 6 * 3  # gunicorn's master and two workers per scenario
     assert all(0 < int(pss) <= int(rss) for _, rss, pss in memory)
 
 
@@ -49,3 +49,17 @@ def test_in_process_bench_compares_with_the_team_approach():
                         result.stdout)
     assert baseline and service, result.stdout
     assert float(service.group(1)) > 0 and float(baseline.group(1)) > 0
+
+
+def test_stalled_clients_bench_reports_zero_failures_through_the_proxy():
+    """`python -m loadtest.bench_stalled`, short: every stalled connection held, every paced request answered."""
+    result = subprocess.run([sys.executable, "-m", "loadtest.bench_stalled", "--seconds", "2", "--rate", "100",
+                             "--stalled-headers", "20", "--stalled-bodies", "20", "--skip-direct"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = re.search(r"^\| through nginx \(make serve\) \| (\d+) \| (\d+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| "
+                    r"([\d.]+) \|", result.stdout, re.M)
+    assert row, result.stdout
+    stalled, sent, failures, p50, p95, p99 = row.groups()
+    assert int(stalled) >= 40 and int(sent) == 200 and int(failures) == 0
+    assert 0 < float(p50) <= float(p95) <= float(p99)
