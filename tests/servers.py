@@ -175,8 +175,8 @@ def wait_for_line(server: Server, text: str, seconds: float = 120.0) -> None:
 def start_stack(env: Mapping[str, str], log: Path, workers: int = 2, command: list[str] | None = None) -> Stack:
     """Start `python -m service.proxy.serve` (or command, e.g. make serve) on free ports; wait until it serves."""
     port, exporter, answers = free_port(), free_port(), free_port()
-    full_env = service_env(PUBLIC_BIND=f"127.0.0.1:{port}", PROXY_EXPORTER_BIND=f"127.0.0.1:{exporter}",
-                           PROXY_ANSWERS_BIND=f"127.0.0.1:{answers}", WORKERS=str(workers), **env)
+    full_env = service_env(**{"PUBLIC_BIND": f"127.0.0.1:{port}", "PROXY_EXPORTER_BIND": f"127.0.0.1:{exporter}",
+                              "PROXY_ANSWERS_BIND": f"127.0.0.1:{answers}", "WORKERS": str(workers), **env})
     command = command or [sys.executable, "-m", "service.proxy.serve", "gunicorn.conf.py"]
     server = start(command, full_env, log, port)
     scheme = "https" if full_env.get("PROXY_TLS_CERT_FILE") else "http"

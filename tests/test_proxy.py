@@ -24,7 +24,7 @@ from model.scorer import PROBE_RECORD
 from service.proxy.nginx_config import REFUSALS, render, upstream_address
 from service.proxy.serve import find_program
 from tests.conftest import API_KEY
-from tests.servers import ROOT, children, serve, start_stack, stop
+from tests.servers import ROOT, children, serve, start_stack, stop, wait_for_line
 
 pytestmark = pytest.mark.gunicorn
 HEADERS = {"x-api-key": API_KEY, "content-type": "application/json"}
@@ -398,6 +398,19 @@ def test_make_serve_starts_the_stack(tmp_path, record):
     finally:
         log = stop(stack)
     assert "regno-api serving on http://127.0.0.1:" in log and "Shutting down: Master" in log
+
+
+def test_an_exporter_that_cannot_start_is_a_warning_not_an_outage(tmp_path):
+    """The nginx exporter's port is taken: make serve still serves, and says once what it runs without."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {"API_KEYS": API_KEY, "PROXY_EXPORTER_BIND": f"127.0.0.1:{taken.getsockname()[1]}"}
+        with serve(env, tmp_path / "log", workers=2) as running:
+            wait_for_line(running, "regno-api warning: nginx-exporter exited", seconds=30)
+            assert _post(running.base_url).status_code == 200
+            assert running.process.poll() is None
+    assert running.output().count("regno-api warning:") == 1
 
 
 def test_serve_fails_with_one_line_on_bad_settings(tmp_path):

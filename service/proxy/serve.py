@@ -24,6 +24,8 @@ from config import Settings, SettingsError
 from service.proxy.nginx_config import render
 
 MTAIL_PROGRAM = Path(__file__).with_name("proxy_answers.mtail")
+#: The processes that serve; the exporters only observe, so losing one (say, its port is taken) is a warning.
+ESSENTIAL = ("gunicorn", "nginx")
 #: Debian puts nginx in /usr/sbin, which a user's PATH may lack.
 _SYSTEM_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
@@ -74,6 +76,8 @@ class Stack:
         self.processes: dict[str, subprocess.Popen] = {}
         #: Signals received; a wait gives up as soon as one arrives.
         self.stopping: list[int] = []
+        #: Exporters already reported as gone.
+        self.lost: set[str] = set()
 
     def _start(self, name: str, command: list[str], env: dict[str, str] | None = None, quiet: bool = False) -> None:
         """Start one process in its own group, so a terminal's Ctrl-C reaches only this supervisor."""
@@ -101,9 +105,11 @@ class Stack:
         self._start("mtail", [mtail, "-progs", str(MTAIL_PROGRAM.parent), "-logs",
                               f"unixgram://{self.run_dir / 'proxy-answers.sock'}", "-address", host, "-port", port,
                               "-logtostderr"], quiet=True)
-        self._wait_for(lambda: (self.run_dir / "proxy-answers.sock").exists(), "mtail's socket", 10)
-        # nginx's workers drop to an unprivileged user when it starts as root: they must still reach the sockets.
-        (self.run_dir / "proxy-answers.sock").chmod(0o666)
+        answers = self.run_dir / "proxy-answers.sock"
+        self._wait_for(lambda: answers.exists() or "mtail" in self.lost, "mtail's socket", 10)
+        if answers.exists():
+            # nginx's workers drop to an unprivileged user when it starts as root: they must reach the socket too.
+            answers.chmod(0o666)
         env = {**os.environ, "BIND": self.settings.bind, "FORWARDED_HOPS": str(self.settings.forwarded_hops)}
         self._start("gunicorn", [str(Path(sys.executable).with_name("gunicorn")), "-c", str(self.gunicorn_config)],
                     env=env)
@@ -133,10 +139,15 @@ class Stack:
         self._wait_for(lambda: ready_through_proxy(self.run_dir), "/health/ready through nginx", seconds)
 
     def check_alive(self) -> None:
-        """ServeError naming the first process that has exited."""
+        """ServeError naming a serving process that has exited; one warning line for an exporter that has."""
         for name, process in self.processes.items():
-            if process.poll() is not None:
+            if process.poll() is None or name in self.lost:
+                continue
+            if name in ESSENTIAL:
                 raise ServeError(f"{name} exited with status {process.returncode}")
+            self.lost.add(name)
+            print(f"regno-api warning: {name} exited with status {process.returncode} (see {self.run_dir}/{name}.log);"
+                  f" serving goes on without its metrics", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
         """nginx gracefully (SIGQUIT), then gunicorn (SIGTERM: it finishes its requests), then the exporters."""
