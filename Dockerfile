@@ -62,6 +62,9 @@ FROM runtime AS load
 USER 0:0
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels install-wheels /wheels load
 COPY loadtest /app/loadtest
+# The simulator the locustfile draws records from lives in training/, which the wheel leaves out.
+COPY training /app/training
+ENV PYTHONPATH=/app
 USER 10001:10001
 HEALTHCHECK NONE
 CMD ["locust", "-f", "/app/loadtest/locustfile.py"]

@@ -58,11 +58,11 @@ wrk:
 
 # Retrain the bundled model on simulated passes (seeded: the same predictions come out; CatBoost stamps a fresh GUID, so not the same bytes).
 model: $(VENV)/.installed-test
-	$(BIN)/python -m model.train
+	$(BIN)/python -m training.train
 
 # In-process cost of one record: this service's path against the team's original approach.
 bench-record: $(VENV)/.installed-test
-	$(BIN)/python -m model.bench
+	$(BIN)/python -m loadtest.bench_record
 
 # What a cache hit costs against a model call, measured in one run (starts its own redis-server).
 bench-cache: $(VENV)/.installed-test redis-server

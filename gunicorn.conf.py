@@ -42,13 +42,13 @@ control_socket_disable = True
 
 def on_starting(server):
     """Empty the metrics folder of an earlier run's files; without preload, also check the app can load (one line if not)."""
-    from service.metrics_files import prepare
+    from service.observe.metrics_files import prepare
 
     prepare(_metrics_dir)
     if not preload_app:
         from service import create_app_or_exit
 
-        create_app_or_exit()  # loads and checks only; no prediction runs in the master
+        create_app_or_exit(shared_metrics=True)  # loads and checks only; no prediction runs in the master
 
 
 def when_ready(server):
@@ -68,14 +68,14 @@ def post_worker_init(worker):
 
 def worker_exit(server, worker):
     """Send this worker's queued Sentry events before it goes."""
-    from service import sentry
+    from service.observe import sentry
 
     sentry.flush()
 
 
 def child_exit(server, worker):
     """Fold a dead worker's metric files into the archive, so worker recycling does not pile files up."""
-    from service.metrics_files import archive_dead_worker
+    from service.observe.metrics_files import archive_dead_worker
 
     archive_dead_worker(_metrics_dir, worker.pid)
 

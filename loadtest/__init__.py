@@ -1,0 +1,1 @@
+"""Load and benchmarks: Locust, the throughput and in-process benchmarks, and starting the real servers they need."""

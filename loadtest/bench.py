@@ -33,10 +33,10 @@ import orjson
 import requests
 
 from loadtest.bench_cache import start_redis
-from loadtest.bench_overhead import _Sink
-from model.bench import machine
-from model.simulate import simulate_records
-from tests.servers import GUNICORN, children, free_port, service_env, start, start_stack, stop
+from loadtest.bench_overhead import SentrySink
+from loadtest.bench_record import machine
+from training.simulate import simulate_records
+from loadtest.servers import GUNICORN, children, free_port, service_env, start, start_stack, stop
 
 KEY = "bench-key"
 #: Records per POST /reg/batch in the batch scenario.
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
     folder = Path(tempfile.mkdtemp(prefix="regno-bench-"))
     redis_process, redis_url = start_redis()
-    sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), SentrySink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     common = {"API_KEYS": KEY, "WORKER_CLASS": args.worker_class, "THREADS": str(args.threads)}
     service = {**common, "SENTRY_DSN": f"http://key@127.0.0.1:{sink.server_address[1]}/1"}

@@ -19,11 +19,11 @@ import orjson
 import redis
 
 from config import Settings
-from model.bench import machine
+from loadtest.bench_record import machine
 from model.records import parse_record
-from model.simulate import simulate_records
+from training.simulate import simulate_records
 from service import create_app
-from tests.servers import free_port
+from loadtest.servers import free_port
 
 KEY = "bench-key"
 

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import orjson
 
-from model.bench import machine
-from model.simulate import simulate_records
-from tests.servers import gunicorn
+from loadtest.bench_record import machine
+from training.simulate import simulate_records
+from loadtest.servers import gunicorn
 
 KEY = "bench-key"
 
 
-class _Sink(BaseHTTPRequestHandler):
+class SentrySink(BaseHTTPRequestHandler):
     """Accepts whatever the Sentry SDK sends."""
 
     def do_POST(self):  # noqa: N802
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
 
-    sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    sink = ThreadingHTTPServer(("127.0.0.1", 0), SentrySink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     dsn = f"http://key@127.0.0.1:{sink.server_address[1]}/1"
     folder = Path(tempfile.mkdtemp(prefix="regno-bench-"))

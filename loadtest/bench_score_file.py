@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from model.bench import machine
+from loadtest.bench_record import machine
 from model.records import FIELDS
-from model.simulate import simulate_records
+from training.simulate import simulate_records
 
 REGNO_SCORE = str(Path(sys.executable).with_name("regno-score"))
 #: Distinct simulated records; larger files repeat them with other accuracies.

@@ -29,9 +29,9 @@ from pathlib import Path
 import orjson
 import requests
 
-from model.bench import machine
-from model.simulate import simulate_records
-from tests.servers import gunicorn, serve
+from loadtest.bench_record import machine
+from training.simulate import simulate_records
+from loadtest.servers import gunicorn, serve
 
 KEY = "bench-key"
 STALLED_HEADER = b"POST /reg/ HTTP/1.1\r\nHost: stalled\r\nx-api-key: "

@@ -9,7 +9,7 @@ Settings, all from the environment:
 | `LOAD_USERS` | locust's target user count | users the rate is shared by; set it to the total `-u` in distributed runs |
 | `LOAD_REPEAT_SHARE` | `0.3` | share of requests that resend one of a small hot set of records (cache hits) |
 | `LOAD_BAD_SHARE` | `0.02` | share of malformed requests (direction 7, a missing field, not JSON): success = 400 with the fail envelope |
-| `LOAD_RECORDS_CSV` | none | a CSV with the contract's ten columns to replay; unset, records come from `model.simulate` |
+| `LOAD_RECORDS_CSV` | none | a CSV with the contract's ten columns to replay; unset, records come from `training.simulate` |
 | `LOAD_SAMPLE_SIZE` | `5000` | simulated records made at start |
 | `LOAD_HOT_RECORDS` | `20` | size of the hot set (at most half the sample) |
 | `LOAD_SEED` | `20261122` | seed of the simulator and of the request mix |
@@ -117,7 +117,7 @@ def load_records(options: Options) -> list[dict]:
     if options.records_csv:
         records = read_csv_records(options.records_csv)
     else:
-        from model.simulate import simulate_records  # only here: a CSV replay needs no simulator
+        from training.simulate import simulate_records  # only here: a CSV replay needs no simulator
 
         records = simulate_records(options.sample_size, seed=options.seed)
     if len(records) < 2:

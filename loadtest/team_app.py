@@ -6,7 +6,7 @@ import orjson
 from flask import Flask, Response, request
 
 from model import BUNDLED_MODEL
-from model.reference import pick_regno
+from training.reference import pick_regno
 
 app = Flask(__name__)
 # Read once at import, as a benchmark fixture: the service itself reads settings in config/ only.

@@ -81,6 +81,24 @@ def load_folder(folder: Path) -> Scorer:
     return scorer
 
 
+def load_pointed(models_dir: Path, which: str, pointer: Pointer) -> Scorer:
+    """The scorer of the folder a pointer names; ModelLoadError when the pointer names none or the folder is bad."""
+    if pointer.name is None:
+        raise ModelLoadError(f"{models_dir / which} is missing or empty: it must name the model folder to serve")
+    return load_folder(models_dir / pointer.name)
+
+
+def load_serving(models_dir: Path | None, model_path: Path) -> tuple[Scorer, Pointer | None]:
+    """The model to serve, the one way every entry point finds it: MODELS_DIR's `current` when set, else MODEL_PATH.
+
+    Also the `current` pointer it was read from (None with MODEL_PATH), for the watcher to compare with.
+    """
+    if models_dir is None:
+        return Scorer.load(model_path), None
+    pointer = read_pointer(models_dir, CURRENT)
+    return load_pointed(models_dir, CURRENT, pointer), pointer
+
+
 def publish(model_file: Path, models_dir: Path, version: str | None = None, extra: dict | None = None) -> Path:
     """Copy a .cbm into a new model folder of models_dir, with its metadata; the folder's path.
 

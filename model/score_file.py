@@ -2,7 +2,9 @@
 
     regno-score INPUT [-o OUTPUT] [--chunk-rows N]
 
-The model comes from MODEL_PATH and the pick threshold from PICK_THRESHOLD, as in the service. The
+The model is the one the service serves (MODELS_DIR's current model when it is set, else MODEL_PATH),
+the pick threshold comes from PICK_THRESHOLD, and rows go through the service's scoring engine. CSV
+needs nothing beyond the service's own dependencies; Parquet needs the `files` extra (pyarrow). The
 output is the input with `negative`, `positive`, `regno`, `source` and `error` columns added; a row
 that fails validation keeps its place, with `error` naming the field. Memory stays bounded by the
 chunk size, whatever the file's size. Exit status: 0 when every row was scored, 1 when some row
@@ -12,27 +14,30 @@ failed validation, 2 when the run could not start or finish (bad arguments, unre
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from config import Settings, SettingsError
-from model.pick import pick
-from model.records import FIELDS, parse_records
-from model.scorer import ModelLoadError, Scorer
+from tqdm import tqdm
 
-try:  # the table libraries are the `files` extra: the service itself does not need them
-    import pandas as pd
+from config import Settings, SettingsError
+from model.engine import ScoringEngine
+from model.records import FIELDS, parse_records
+from model.registry import load_serving
+from model.routing import ModelSlot, Routing
+from model.scorer import ModelLoadError
+
+try:  # Parquet is the `files` extra: CSV needs nothing beyond the service's own dependencies
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from tqdm import tqdm
-except ImportError as missing:  # pragma: no cover - exercised by installs without the extra
-    pd = None
-    _MISSING = missing.name
+except ImportError:  # pragma: no cover - exercised by installs without the extra
+    pa = pq = None
+    _DATA_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, csv.Error)
 else:
-    _MISSING = None
+    _DATA_ERRORS = (OSError, ValueError, csv.Error, pa.ArrowException)
 
 #: Rows read, scored and written at a time: one CatBoost call each, and the bound on memory.
 DEFAULT_CHUNK_ROWS = 10_000
@@ -55,75 +60,138 @@ def default_output(path: Path) -> Path:
     return path.with_name(f"{path.stem}.scored{path.suffix or '.csv'}")
 
 
-def read_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
-    """The file in frames of at most rows rows; CSV cells stay text (validation reads numbers from text)."""
-    if file_format(path) == "parquet":
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
-            yield batch.to_pandas()
-    else:
-        yield from pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=rows, encoding="utf-8")
-
-
-def score_frame(frame: pd.DataFrame, scorer: Scorer, threshold: float, failures: Counter) -> pd.DataFrame:
-    """frame with the output columns added; valid rows scored in one CatBoost call, failures counted by field."""
-    missing = [name for name in FIELDS if name not in frame.columns]
+def check_columns(columns: Sequence[str]) -> list[str]:
+    """The input's columns without the ones the output adds; ScoreFileError when a contract field is missing."""
+    missing = [name for name in FIELDS if name not in columns]
     if missing:
         raise ScoreFileError(f"the input has no column {', '.join(missing)} (it needs: {', '.join(FIELDS)})")
-    records, messages, failed = parse_records(frame[list(FIELDS)].to_dict("records"))
+    return [name for name in columns if name not in OUTPUT_COLUMNS]
+
+
+def score_rows(rows: list[dict], engine: ScoringEngine, routing: Routing, failures: Counter) -> dict[str, list]:
+    """The output columns for rows, by name; valid rows scored in one engine call, failures counted by field."""
+    records, messages, failed = parse_records([{name: row[name] for name in FIELDS} for row in rows])
     failures.update(failed)
-    errors = [messages.get(position) for position in range(len(frame))]
-    scores = scorer.predict_vectors([scorer.build_vector(record) for _, record in records]) if records else []
-    negative, positive = [float("nan")] * len(frame), [float("nan")] * len(frame)
-    regno, source = [None] * len(frame), [None] * len(frame)
-    for (position, record), score in zip(records, scores):
-        negative[position], positive[position] = score.negative, score.positive
-        regno[position], source[position] = pick(record, score, threshold)
-    added = pd.DataFrame({"negative": negative, "positive": positive, "regno": regno, "source": source,
-                          "error": errors}, index=frame.index)
-    return pd.concat([frame.drop(columns=[c for c in OUTPUT_COLUMNS if c in frame.columns]), added], axis=1)
+    added: dict[str, list] = {name: [None] * len(rows) for name in OUTPUT_COLUMNS}
+    added["error"] = [messages.get(position) for position in range(len(rows))]
+    for (position, _), result in zip(records, engine.score([record for _, record in records], routing)):
+        added["negative"][position], added["positive"][position] = result.score.negative, result.score.positive
+        added["regno"][position], added["source"][position] = result.regno, result.source
+    return added
 
 
-class _Writer:
-    """Appends scored frames to a CSV or Parquet file, the header or schema taken from the first frame."""
+class CsvTable:
+    """A CSV file read in chunks of rows, every cell as text (validation reads numbers from text)."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.format = file_format(path)
-        self._parquet: pq.ParquetWriter | None = None
-        self._first = True
+        self.rows: int | None = None  # not known before the end
 
-    def write(self, frame: pd.DataFrame) -> None:
-        """Append one frame."""
-        if self.format == "parquet":
-            table = pa.Table.from_pandas(frame, preserve_index=False,
-                                         schema=self._parquet.schema if self._parquet else None)
-            if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self.path, table.schema)
-            self._parquet.write_table(table)
-        else:
-            frame.to_csv(self.path, mode="w" if self._first else "a", header=self._first, index=False)
-        self._first = False
+    def chunks(self, size: int) -> Iterator[tuple[list[str], list[dict]]]:
+        """(columns, rows) of at most size rows at a time; one empty chunk for a file with a header only."""
+        with open(self.path, encoding="utf-8", newline="") as stream:
+            reader = csv.DictReader(stream)
+            columns = list(reader.fieldnames or [])
+            chunk: list[dict] = []
+            for row in reader:
+                chunk.append(row)
+                if len(chunk) == size:
+                    yield columns, chunk
+                    chunk = []
+            if chunk or reader.line_num <= 1:
+                yield columns, chunk
+
+
+class ParquetTable:
+    """A Parquet file read in record batches."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.file = pq.ParquetFile(path)
+        self.rows: int | None = self.file.metadata.num_rows
+
+    def chunks(self, size: int) -> Iterator[tuple[list[str], list[dict]]]:
+        """(columns, rows) of at most size rows at a time; one empty chunk for a file without rows."""
+        columns = list(self.file.schema_arrow.names)
+        empty = True
+        for batch in self.file.iter_batches(batch_size=size):
+            empty = False
+            yield columns, batch.to_pylist()
+        if empty:
+            yield columns, []
+
+
+class CsvWriter:
+    """Writes scored rows to a CSV file: the input's columns, then the added ones; no score is an empty cell."""
+
+    def __init__(self, path: Path):
+        self.stream = open(path, "w", encoding="utf-8", newline="")
+        self.writer = csv.writer(self.stream, lineterminator="\n")
+        self.header_written = False
+
+    def write(self, columns: list[str], rows: list[dict], added: dict[str, list]) -> None:
+        """Append one chunk."""
+        if not self.header_written:
+            self.writer.writerow([*columns, *OUTPUT_COLUMNS])
+            self.header_written = True
+        extra = zip(*(added[name] for name in OUTPUT_COLUMNS))
+        self.writer.writerows([*(row[name] for name in columns), *("" if value is None else value for value in more)]
+                              for row, more in zip(rows, extra))
 
     def close(self) -> None:
-        """Finish the file; an input without rows still gives an output with the header."""
-        if self._parquet is not None:
-            self._parquet.close()
+        """Finish the file."""
+        self.stream.close()
 
 
-def score_file(source: Path, target: Path, scorer: Scorer, threshold: float, chunk_rows: int,
+class ParquetWriter:
+    """Writes scored rows to a Parquet file: the input's columns as they were read, then the added ones, typed."""
+
+    ADDED_TYPES = {"negative": "float64", "positive": "float64", "regno": "string", "source": "string",
+                   "error": "string"}
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.writer: pq.ParquetWriter | None = None
+
+    def write(self, columns: list[str], rows: list[dict], added: dict[str, list]) -> None:
+        """Append one chunk."""
+        arrays = {name: pa.array([row[name] for row in rows],
+                                 type=self.writer.schema.field(name).type if self.writer else None)
+                  for name in columns}
+        arrays.update((name, pa.array(added[name], type=kind)) for name, kind in self.ADDED_TYPES.items())
+        table = pa.table(arrays)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema)
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        """Finish the file."""
+        if self.writer is not None:
+            self.writer.close()
+
+
+def open_table(path: Path, writing: bool = False):
+    """The reader (or with writing, the writer) for a CSV or Parquet path; Parquet needs the `files` extra."""
+    if file_format(path) == "parquet":
+        if pq is None:
+            raise ScoreFileError(f"{path.name}: Parquet needs pyarrow: pip install 'regno-api[files]'")
+        return ParquetWriter(path) if writing else ParquetTable(path)
+    return CsvWriter(path) if writing else CsvTable(path)
+
+
+def score_file(source: Path, target: Path, engine: ScoringEngine, routing: Routing, chunk_rows: int,
                progress: bool) -> tuple[int, Counter]:
     """Score source into target chunk by chunk; (rows read, failed rows by field)."""
     failures: Counter = Counter()
-    total = pq.ParquetFile(source).metadata.num_rows if file_format(source) == "parquet" else None
-    writer, rows = _Writer(target), 0
-    with tqdm(total=total, unit=" rows", disable=not progress, file=sys.stderr) as bar:
+    table = open_table(source)
+    writer, rows = open_table(target, writing=True), 0
+    with tqdm(total=table.rows, unit=" rows", disable=not progress, file=sys.stderr) as bar:
         try:
-            for frame in read_chunks(source, chunk_rows):
-                writer.write(score_frame(frame, scorer, threshold, failures))
-                rows += len(frame)
-                bar.update(len(frame))
-            if rows == 0:
-                writer.write(score_frame(pd.DataFrame(columns=list(FIELDS)), scorer, threshold, failures))
+            for columns, chunk in table.chunks(chunk_rows):
+                kept = check_columns(columns)
+                writer.write(kept, chunk, score_rows(chunk, engine, routing, failures))
+                rows += len(chunk)
+                bar.update(len(chunk))
         finally:
             writer.close()
     return rows, failures
@@ -144,9 +212,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run regno-score; the exit status says whether every row was scored."""
     args = parse_args(argv)
-    if _MISSING is not None:
-        print(f"regno-score: needs {_MISSING}: pip install 'regno-api[files]'", file=sys.stderr)
-        return 2
     output = args.output or default_output(args.input)
     started = time.monotonic()
     try:
@@ -155,14 +220,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if output.resolve() == args.input.resolve():
             raise ScoreFileError("the output would overwrite the input; choose another -o")
         settings = Settings.from_env()
-        scorer = Scorer.load(settings.model_path)
+        scorer, _ = load_serving(settings.models_dir, settings.model_path)  # the model the service serves
         scorer.probe()
-        rows, failures = score_file(args.input, output, scorer, settings.pick_threshold, args.chunk_rows,
-                                    progress=sys.stderr.isatty())
+        routing = Routing(ModelSlot.of(scorer, settings.batch_max_size))
+        rows, failures = score_file(args.input, output, ScoringEngine(settings.pick_threshold), routing,
+                                    args.chunk_rows, progress=sys.stderr.isatty())
     except (ScoreFileError, SettingsError, ModelLoadError) as error:
         print(f"regno-score: {error}", file=sys.stderr)
         return 2
-    except (OSError, ValueError, pa.ArrowException) as error:
+    except _DATA_ERRORS as error:
         print(f"regno-score: cannot read or write the data: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
     seconds = time.monotonic() - started

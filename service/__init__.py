@@ -9,12 +9,20 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Settings, SettingsError
-from model.scorer import ModelLoadError, Scorer
-from service import access_log, debug, docs, envelope, health, model_watcher, scoring, sentry, state
-from service.auth import ApiKeys
+from model.engine import ScoringEngine
+from model.registry import load_serving
+from model.routing import ModelSlot, Routing
+from model.scorer import ModelLoadError
+from service import state
+from service.api import debug, docs, health, scoring
 from service.cache import ScoreCache
-from service.flask_app import ServiceFlask
-from service.metrics import init_metrics
+from service.http import envelope
+from service.http.auth import ApiKeys
+from service.internals import ServiceFlask
+from service.lifecycle.shadow import ShadowScorer
+from service.lifecycle.watcher import ModelWatcher
+from service.observe import access_log, sentry
+from service.observe.metrics import init_metrics
 
 log = logging.getLogger("regno")
 
@@ -22,33 +30,33 @@ log = logging.getLogger("regno")
 APP_LOAD_ERROR = 4
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """Build the app: check settings, load the model once, register blueprints, metrics and error handlers."""
+def create_app(settings: Settings | None = None, shared_metrics: bool = False) -> Flask:
+    """Build the app from settings: the model, the parts that score and observe, the blueprints.
+
+    shared_metrics: the process is one of gunicorn's workers, which share their metrics through the folder
+    gunicorn.conf.py sets up; otherwise the process is its own and only worker.
+    """
     settings = settings or Settings.from_env()
     settings.check()
     configure_logger(settings)
-    if settings.models_dir is not None:
-        scorer, pointer = model_watcher.load_current(settings.models_dir)
-    else:
-        scorer, pointer = Scorer.load(settings.model_path), None
+    scorer, pointer = load_serving(settings.models_dir, settings.model_path)
     app = ServiceFlask(__name__, static_folder=None)  # no static files of its own; Swagger UI brings its own
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     keys = ApiKeys(settings.effective_api_keys(), certificate_suffices=settings.client_cert_suffices)
-    cache = ScoreCache.from_settings(settings)
     access_log.init_app(app, enabled=logging.getLevelName(settings.log_level) <= logging.INFO)
-    metrics = init_metrics(app, settings, keys.require) if settings.metrics_enabled else None
-    if metrics is not None and cache.store is not None:
-        cache.store.counters.sink = metrics.redis_event
-        cache.store.breaker.on_change = metrics.breaker_changed
-    routing = state.Routing(state.ModelSlot.of(scorer, settings.batch_max_size), canary_share=settings.canary_share)
-    app_state = state.ServiceState(settings, routing, keys, cache, metrics)
+    metrics = init_metrics(app, settings, keys.require, shared_metrics) if settings.metrics_enabled else None
+    cache = ScoreCache.from_settings(settings, observer=metrics)
+    routing = Routing(ModelSlot.of(scorer, settings.batch_max_size), canary_share=settings.canary_share)
+    app_state = state.ServiceState(settings, routing, keys, cache, metrics,
+                                   engine=ScoringEngine(settings.pick_threshold, cache, observer=metrics),
+                                   shadow=ShadowScorer(settings.shadow_share, settings.pick_threshold, metrics))
     if pointer is not None:
-        app_state.watcher = model_watcher.ModelWatcher(app_state, settings.models_dir, settings.model_poll_s, pointer)
+        app_state.watcher = ModelWatcher(app_state, settings.models_dir, settings.model_poll_s, pointer)
     state.init_app(app, app_state)
     register_blueprints(app, settings)
     envelope.register_error_handlers(app)
     trust_proxies(app, settings.forwarded_hops)
-    if metrics is not None and settings.prometheus_multiproc_dir is None:
+    if metrics is not None and not shared_metrics:
         metrics.worker_started(scorer, cache.breaker_state)  # one process: it is its own worker
     log.info("model %s loaded from %s (sha256 %s)", scorer.version, scorer.path, scorer.checksum[:12])
     log.info("cache: L1 %d entries per worker, L2 %s; metrics %s; sentry %s", settings.cache_l1_size,
@@ -59,10 +67,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-def create_app_or_exit(settings: Settings | None = None) -> Flask:
+def create_app_or_exit(settings: Settings | None = None, shared_metrics: bool = False) -> Flask:
     """create_app, or one line an operator can act on and exit, instead of a traceback from gunicorn."""
     try:
-        return create_app(settings)
+        return create_app(settings, shared_metrics)
     except (SettingsError, ModelLoadError) as error:
         print(f"regno-api cannot start: {error}", file=sys.stderr, flush=True)
         sys.exit(APP_LOAD_ERROR)

@@ -89,7 +89,7 @@ def record() -> dict:
 @pytest.fixture(scope="session")
 def simulated_records() -> list[dict]:
     """Twenty simulated records, all different."""
-    from model.simulate import simulate_records
+    from training.simulate import simulate_records
 
     return simulate_records(20, seed=99)
 

@@ -1,4 +1,4 @@
-"""One JSON line per request on stderr (service/access_log.py)."""
+"""One JSON line per request on stderr (service/observe/access_log.py)."""
 
 from __future__ import annotations
 

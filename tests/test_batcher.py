@@ -1,4 +1,4 @@
-"""Micro-batching of concurrent predictions (service/batcher.py)."""
+"""Micro-batching of concurrent predictions (model/batcher.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from model.scorer import Score
-from service.batcher import MicroBatcher
+from model.batcher import MicroBatcher
 
 
 class SlowModel:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.servers import ROOT
+from loadtest.servers import ROOT
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.skipif(shutil.which("wrk") is None,
                                                          reason="wrk is not installed (make bench installs it)")]
@@ -40,9 +40,9 @@ def test_bench_reports_every_scenario_against_the_floor():
 
 
 def test_in_process_bench_compares_with_the_team_approach():
-    """`python -m model.bench` measures the service path and the team's approach side by side."""
-    result = subprocess.run([sys.executable, "-m", "model.bench", "--rounds", "1"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)
+    """`python -m loadtest.bench_record` measures the service path and the team's approach side by side."""
+    result = subprocess.run([sys.executable, "-m", "loadtest.bench_record", "--rounds", "1"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     baseline = re.search(r"\| team's approach[^|]*\| ([\d.]+) \| 1x \(baseline\) \|", result.stdout)
     service = re.search(r"\| service: validate \+ features \+ predict \| ([\d.]+) \| ([\d,]+)x faster \|",

@@ -1,8 +1,8 @@
-"""The circuit breaker (service/breaker.py), on a clock the test moves."""
+"""The circuit breaker (service/cache/breaker.py), on a clock the test moves."""
 
 from __future__ import annotations
 
-from service.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from service.cache.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 
 
 class Clock:

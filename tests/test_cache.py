@@ -1,4 +1,4 @@
-"""Cache keys and the two-level cache without Redis (service/cache.py)."""
+"""Cache keys and the two-level cache without Redis (service/cache/)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import pytest
 
 from config import Settings
 from model import BUNDLED_MODEL
-from model.records import parse_record
+from model.records import canonical_bytes, parse_record
 from model.scorer import Score
 from service import create_app
-from service.cache import HIT_L1, MISS, ScoreCache, cache_key, decode_score, encode_score
+from model.engine import HIT_L1, MISS
+from service.cache import ScoreCache
+from service.cache.keys import cache_key, decode_score, encode_score
 from tests.conftest import API_KEY, ApiClient
 
 
@@ -23,19 +25,19 @@ def test_equivalent_records_share_a_key(record):
         dict(record, time_check=record["time_check"].replace(" ", "T")),
         orjson.loads(orjson.dumps(record)),
     ]
-    keys = {cache_key("p:", b"model", parse_record(variant)) for variant in variants}
+    keys = {cache_key("p:", b"model", canonical_bytes(parse_record(variant))) for variant in variants}
     assert len(keys) == 1
 
 
 def test_different_records_and_models_have_different_keys(record):
     """Any field change, a new model identity or another prefix gives another key."""
-    parsed = parse_record(record)
+    parsed = canonical_bytes(parse_record(record))
     base = cache_key("p:", b"model-a", parsed)
     assert cache_key("p:", b"model-b", parsed) != base
     assert cache_key("q:", b"model-a", parsed).startswith("q:")
     for field, value in [("direction", 0), ("afts_regno_ai", "А812НН797"), ("recognition_accuracy", 93.0001),
                          ("afts_regno_ai_char_scores", "[0.99]"), ("time_check", "2021-08-01 19:11:49")]:
-        assert cache_key("p:", b"model-a", parse_record(dict(record, **{field: value}))) != base, field
+        assert cache_key("p:", b"model-a", canonical_bytes(parse_record(dict(record, **{field: value})))) != base, field
 
 
 def test_score_encoding_is_exact():
@@ -110,7 +112,8 @@ def test_resent_bytes_reuse_the_remembered_answer(record):
 
 def test_answers_are_remembered_per_model(record):
     """Two models never share remembered answers: their salts differ."""
-    from service.cache import answer_salt, body_key
+    from model.routing import answer_salt
+    from service.cache import body_key
 
     body = orjson.dumps(record)
     assert body_key(answer_salt(b"model-a"), body) != body_key(answer_salt(b"model-b"), body)

@@ -17,11 +17,13 @@ from compose_spec import PyCompose
 
 from config import _VARIABLES, Settings
 from model.scorer import PROBE_RECORD
+from training.simulate import simulate_records
 from service import create_app
 from service.proxy.nginx_config import render
 from service.proxy.serve import find_program
 from tests.conftest import API_KEY
-from tests.servers import ROOT, free_port, start, stop, wait_until_ready
+from loadtest.bench_score_file import write_records
+from loadtest.servers import ROOT, free_port, start, stop, wait_until_ready
 
 BIN = Path(sys.executable).parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
@@ -166,7 +168,7 @@ def test_ports_agree():
     assert _container("proxy")["ports"] == [{"name": "http", "containerPort": PUBLIC_PORT}]
     annotations = _k8s("Deployment", "regno-api")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(PUBLIC_PORT) and annotations["prometheus.io/path"] == "/metrics"
-    prometheus = yaml.safe_load((ROOT / "config" / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
     assert prometheus["scrape_configs"][0]["static_configs"][0]["targets"] == [f"proxy:{PUBLIC_PORT}"]
     assert _k8s("Service", "regno-api")["spec"]["ports"][0]["targetPort"] == "http"
 
@@ -221,13 +223,13 @@ def test_mounted_and_copied_files_exist():
     grafana = COMPOSE["services"]["grafana"]
     mounts = dict(volume.split(":")[:2] for volume in grafana["volumes"] if volume.startswith("./"))
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
-    dashboards = mounts["./config/grafana/dashboards"]
-    assert (ROOT / "config" / "grafana" / "dashboards" / Path(home).relative_to(dashboards)).is_file()
-    provider = yaml.safe_load(next((ROOT / "config" / "grafana" / "provisioning" / "dashboards").glob("*.yml"))
+    dashboards = mounts["./deploy/grafana/dashboards"]
+    assert (ROOT / "deploy" / "grafana" / "dashboards" / Path(home).relative_to(dashboards)).is_file()
+    provider = yaml.safe_load(next((ROOT / "deploy" / "grafana" / "provisioning" / "dashboards").glob("*.yml"))
                               .read_text(encoding="utf-8"))
     assert provider["providers"][0]["options"]["path"] == dashboards
-    assert mounts["./config/grafana/provisioning"] == "/etc/grafana/provisioning"
-    assert COMPOSE["services"]["prometheus"]["volumes"][0] == "./config/prometheus:/etc/prometheus:ro"
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    assert COMPOSE["services"]["prometheus"]["volumes"][0] == "./deploy/prometheus:/etc/prometheus:ro"
 
 
 def test_shutdown_outlasts_gunicorn_graceful_timeout():
@@ -284,7 +286,7 @@ def test_the_image_install_step_gives_a_working_service(tmp_path):
         assert run.returncode == 0, run.stdout + run.stderr
     site = next((venv / "lib").glob("python3.*/site-packages"))
     assert (site / "service").is_dir() and (site / "model" / "regno_model.cbm").is_file()
-    assert not (site / "tests").exists() and not (site / "loadtest").exists()
+    assert not (site / "tests").exists() and not (site / "loadtest").exists() and not (site / "training").exists()
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import config, model, service; "
                             "print(config.__file__, model.__file__, service.__file__)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
@@ -304,3 +306,13 @@ def test_the_image_install_step_gives_a_working_service(tmp_path):
     finally:
         log = stop(server)
     assert f"loaded from {site}" in log
+    # regno-score with the service's own dependencies: CSV works, Parquet says in one line what it needs.
+    passes = tmp_path / "passes.csv"
+    write_records(passes, simulate_records(30, seed=8))
+    scored = subprocess.run([str(venv / "bin" / "regno-score"), str(passes)], cwd=tmp_path, env=server_env,
+                            capture_output=True, text=True, timeout=120)
+    assert scored.returncode == 0 and "30 rows, 30 scored, 0 failed" in scored.stderr, scored.stderr
+    parquet = subprocess.run([str(venv / "bin" / "regno-score"), str(passes), "-o", str(tmp_path / "out.parquet")],
+                             cwd=tmp_path, env=server_env, capture_output=True, text=True, timeout=120)
+    assert parquet.returncode == 2 and parquet.stderr.count("\n") == 1, parquet.stderr
+    assert "pip install 'regno-api[files]'" in parquet.stderr

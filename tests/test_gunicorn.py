@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from tests.conftest import API_KEY
-from tests.servers import gunicorn, run_gunicorn
+from loadtest.servers import gunicorn, run_gunicorn
 
 pytestmark = pytest.mark.gunicorn
 HEADERS = {"x-api-key": API_KEY, "content-type": "application/json"}

@@ -15,7 +15,7 @@ from loadtest import server_latency
 from loadtest.load_summary import main as summary_main
 from loadtest.load_summary import server_figures, summarize
 from tests.conftest import API_KEY
-from tests.servers import ROOT, gunicorn
+from loadtest.servers import ROOT, gunicorn
 
 LOCUST = [sys.executable, "-m", "locust"]
 STATS_HEADER = ("Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,"

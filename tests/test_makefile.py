@@ -12,7 +12,7 @@ from catboost import CatBoostClassifier
 
 from config import DEVELOPMENT_KEY
 from model import BUNDLED_MODEL
-from tests.servers import ROOT, children, free_port, service_env, start, stop, wait_for_workers, wait_until_ready
+from loadtest.servers import ROOT, children, free_port, service_env, start, stop, wait_for_workers, wait_until_ready
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 

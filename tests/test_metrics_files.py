@@ -1,4 +1,4 @@
-"""The multiprocess metrics folder (service/metrics_files.py): emptied at start, compacted as workers die."""
+"""The multiprocess metrics folder (service/observe/metrics_files.py): emptied at start, compacted as workers die."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from service.metrics_files import archive_dead_worker, prepare
+from service.observe.metrics_files import archive_dead_worker, prepare
 
 WORKER = """
 from prometheus_client import Counter, Gauge, Histogram

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -16,9 +17,10 @@ import requests
 from model import BUNDLED_MODEL
 from model.records import parse_record
 from model.registry import CANDIDATE, CURRENT, load_folder, publish, write_pointer
+from model.scorer import PROBE_RECORD
 from service import create_app
 from tests.conftest import API_KEY, ApiClient
-from tests.servers import ROOT, gunicorn
+from loadtest.servers import ROOT, gunicorn
 from tests.test_metrics import _samples
 
 
@@ -26,7 +28,7 @@ from tests.test_metrics import _samples
 def second_model(tmp_path_factory) -> Path:
     """A small model of its own (version tiny-2), trained by the project's script, so answers differ from v1's."""
     path = tmp_path_factory.mktemp("tiny") / "tiny2.cbm"
-    subprocess.run([sys.executable, "-m", "model.train", "--rows", "400", "--iterations", "10", "--version", "tiny-2",
+    subprocess.run([sys.executable, "-m", "training.train", "--rows", "400", "--iterations", "10", "--version", "tiny-2",
                     "--out", str(path)], cwd=ROOT, check=True, capture_output=True, timeout=120)
     return path
 
@@ -138,7 +140,7 @@ def with_candidate(settings, models_dir):
 
 def test_canary_share_is_sticky_per_record_and_named_in_the_answer(with_candidate, models_dir):
     """About 30% of passes meet v2, always the same ones: a pass reworded meets its model again."""
-    from model.simulate import simulate_records
+    from training.simulate import simulate_records
 
     client = ApiClient(with_candidate.test_client())
     scorers = {name: load_folder(models_dir / name) for name in ("v1", "v2")}
@@ -162,13 +164,13 @@ def test_shadow_scores_after_the_answer_is_sent(with_candidate, monkeypatch):
 
     import orjson
 
-    from model.simulate import simulate_records
+    from training.simulate import simulate_records
 
     state = with_candidate.extensions["regno"]
     candidate = state.routing.candidate.scorer
     slow = candidate.predict_vectors
     monkeypatch.setattr(candidate, "predict_vectors", lambda vectors: time.sleep(0.3) or slow(vectors))
-    records = [r for r in simulate_records(40, seed=32) if state.routing.for_record(parse_record(r)) is state.model]
+    records = [r for r in simulate_records(40, seed=32) if state.routing.for_record(parse_record(r)) is state.routing.current]
     for record in records[:5]:
         body = orjson.dumps(record)
         environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/reg/", "CONTENT_TYPE": "application/json",
@@ -231,3 +233,40 @@ def test_shadow_and_canary_in_gunicorn_reach_the_metrics(models_dir, simulated_r
     compared = sum(float(value) for value in re.findall(
         r'^regno_shadow_comparisons_total\{[^}]*candidate="v2"[^}]*current="v1"[^}]*\} ([\d.]+)$', metrics, re.M))
     assert compared == models.count("v1")
+
+
+def test_openapi_example_follows_a_swap(settings, models_dir):
+    """After a swap, /openapi.json names the new model, and its example answer is the new model's."""
+    app = create_app(replace(settings, models_dir=models_dir))
+    client = app.test_client()
+    before = client.get("/openapi.json").get_json()
+    assert before["info"]["version"] == "v1"
+    write_pointer(models_dir, CURRENT, "v2")
+    assert app.extensions["regno"].watcher.check() is True
+    after = client.get("/openapi.json").get_json()
+    example = after["paths"]["/reg/"]["post"]["responses"]["200"]["content"]["application/json"]["example"]["body"]
+    expected = load_folder(models_dir / "v2").score(parse_record(PROBE_RECORD))
+    assert after["info"]["version"] == "v2"
+    assert (example["model"], example["positive"]) == ("v2", expected.positive)
+
+
+def test_regno_score_takes_the_model_the_service_serves(settings, models_dir, tmp_path):
+    """With MODELS_DIR set, regno-score scores with its current model, not MODEL_PATH's, exactly as /reg/ does."""
+    from loadtest.bench_score_file import REGNO_SCORE, write_records
+    from tests.conftest import read_csv
+    from training.simulate import simulate_records
+
+    write_pointer(models_dir, CURRENT, "v2")
+    records = simulate_records(20, seed=41)
+    passes = tmp_path / "passes.csv"
+    write_records(passes, records)
+    env = {**os.environ, "MODELS_DIR": str(models_dir), "MODEL_PATH": str(BUNDLED_MODEL)}
+    result = subprocess.run([REGNO_SCORE, str(passes)], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "model v2;" in result.stderr
+    client = ApiClient(create_app(replace(settings, models_dir=models_dir)).test_client())
+    served = [client.post(json=record).get_json()["body"] for record in records]
+    assert {answer["model"] for answer in served} == {"v2"}
+    rows = read_csv(tmp_path / "passes.scored.csv")
+    assert [float(row["positive"]) for row in rows] == [answer["positive"] for answer in served]
+    assert [row["regno"] for row in rows] == [answer["regno"] for answer in served]

@@ -19,7 +19,7 @@ from model.record_schema import record_schema
 from model.records import FIELDS, RecordError, parse_record
 from service import create_app
 from tests.conftest import API_KEY
-from tests.servers import gunicorn
+from loadtest.servers import gunicorn
 
 RECORD_SCHEMA = record_schema()
 #: Problems the schema cannot express, which the service answers with a 400 naming the field instead.

@@ -7,9 +7,9 @@ import random
 import pytest
 
 from model.records import parse_record
-from model.reference import pick_regno
+from training.reference import pick_regno
 from model.scorer import Scorer
-from model.simulate import simulate_records
+from training.simulate import simulate_records
 
 TOLERANCE = 1e-9
 

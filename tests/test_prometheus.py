@@ -17,11 +17,11 @@ import requests
 import yaml
 
 from tests.conftest import API_KEY
-from tests.servers import ROOT, children, gunicorn, prometheus, serve
+from loadtest.servers import ROOT, children, gunicorn, prometheus, serve
 
 pytestmark = pytest.mark.gunicorn
-CONFIG = ROOT / "config" / "prometheus"
-DASHBOARD = ROOT / "config" / "grafana" / "dashboards" / "regno-api.json"
+CONFIG = ROOT / "deploy" / "prometheus"
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "regno-api.json"
 HEADERS = {"x-api-key": API_KEY, "content-type": "application/json"}
 SCORED = 'sum(regno_http_request_duration_seconds_count{endpoint="scoring.score_one"})'
 # `<query> <comparison> <number>`: the alert rules are written so, and the query must answer with data.

@@ -24,7 +24,7 @@ from model.scorer import PROBE_RECORD
 from service.proxy.nginx_config import REFUSALS, render, upstream_address
 from service.proxy.serve import find_program
 from tests.conftest import API_KEY
-from tests.servers import ROOT, children, serve, start_stack, stop, wait_for_line
+from loadtest.servers import ROOT, children, serve, start_stack, stop, wait_for_line
 
 pytestmark = pytest.mark.gunicorn
 HEADERS = {"x-api-key": API_KEY, "content-type": "application/json"}
@@ -415,7 +415,7 @@ def test_an_exporter_that_cannot_start_is_a_warning_not_an_outage(tmp_path):
 
 def test_serve_fails_with_one_line_on_bad_settings(tmp_path):
     """A setting the proxy cannot use stops make serve's supervisor with one line, before anything starts."""
-    from tests.servers import service_env
+    from loadtest.servers import service_env
 
     run = subprocess.run([sys.executable, "-m", "service.proxy.serve", "gunicorn.conf.py"], cwd=ROOT,
                          env=service_env(REGNO_ENV="development", PROXY_TLS_CERT_FILE="/x.pem"), capture_output=True,

@@ -18,7 +18,7 @@ from model import BUNDLED_MODEL
 from model.records import parse_record
 from service import create_app
 from tests.conftest import API_KEY, ApiClient, redis_url
-from tests.servers import gunicorn
+from loadtest.servers import gunicorn
 
 PREFIX = "test:"
 

@@ -12,7 +12,7 @@ from model import BUNDLED_MODEL
 from model.registry import (CANDIDATE, CURRENT, METADATA_FILE, MODEL_FILE, load_folder, publish, read_pointer,
                             write_pointer)
 from model.scorer import ModelLoadError, file_checksum
-from tests.servers import ROOT
+from loadtest.servers import ROOT
 
 
 def test_publish_writes_a_checked_folder(tmp_path):
@@ -21,7 +21,7 @@ def test_publish_writes_a_checked_folder(tmp_path):
     metadata = json.loads((folder / METADATA_FILE).read_text())
     assert folder == tmp_path / "v1"
     assert metadata["version"] == "v1" and metadata["sha256"] == file_checksum(BUNDLED_MODEL)
-    assert metadata["training_data"].startswith("python -m model.train")
+    assert metadata["training_data"].startswith("python -m model.train")  # the command that trained the bundled model
     assert 0.9 < metadata["holdout_metrics"]["holdout_auc"] <= 1.0
     assert metadata["created"].endswith("+00:00")
     scorer = load_folder(folder)

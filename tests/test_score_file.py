@@ -12,9 +12,9 @@ import pytest
 
 from loadtest.bench_score_file import REGNO_SCORE, run_measured, write_records
 from model.records import FIELDS
-from model.simulate import simulate_records
+from training.simulate import simulate_records
 from tests.conftest import read_csv
-from tests.servers import ROOT
+from loadtest.servers import ROOT
 
 def run(args: list, **env) -> subprocess.CompletedProcess:
     """regno-score as a user runs it (the console script setup.cfg declares), with extra environment."""

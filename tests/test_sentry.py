@@ -15,9 +15,9 @@ import requests
 from flask import Flask
 
 import sentry_sdk
-from service.sentry import REDACTED, remember_plates, scrub_event, traces_sampler
+from service.observe.sentry import REDACTED, remember_plates, scrub_event, traces_sampler
 from tests.conftest import API_KEY
-from tests.servers import gunicorn, stop
+from loadtest.servers import gunicorn, stop
 
 HEADERS = {"x-api-key": API_KEY, "content-type": "application/json"}
 
@@ -143,7 +143,7 @@ def test_health_and_metrics_are_never_traced():
 
 def test_sentry_is_off_without_dsn(settings):
     """No SENTRY_DSN, no SDK."""
-    from service.sentry import init_sentry
+    from service.observe.sentry import init_sentry
 
     assert init_sentry(settings, "v") is False
     assert sentry_sdk.get_client().is_active() is False

@@ -9,7 +9,7 @@ import pytest
 
 from model.features import plate_template
 from model.records import FIELDS, parse_record, parse_score_list
-from model.simulate import (
+from training.simulate import (
     LATIN_LOOKALIKES,
     MAX_LENGTH,
     PLATE_FORMATS,

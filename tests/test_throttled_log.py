@@ -1,10 +1,10 @@
-"""The throttled log line (service/throttled_log.py)."""
+"""The throttled log line (service/observe/throttled_log.py)."""
 
 from __future__ import annotations
 
 import logging
 
-from service.throttled_log import ThrottledLog
+from service.observe.throttled_log import ThrottledLog
 
 
 def test_one_line_per_interval_with_suppressed_count(caplog):

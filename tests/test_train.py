@@ -8,11 +8,11 @@ import math
 
 import pytest
 
-from model import train
+from training import train
 from model.features import CATEGORICAL, KNOWN_FEATURES, TEXT
 from model.records import parse_record
 from model.scorer import Scorer
-from model.simulate import simulate, simulate_records
+from training.simulate import simulate, simulate_records
 from tests.conftest import TEAM_ORDER
 
 #: A small training run: a few seconds, still enough to learn.
@@ -124,7 +124,7 @@ def test_trained_model_metadata_records_version_seed_rows_auc_and_command(traine
     assert scorer.version == metadata["version"] == "test-1"
     assert metadata["seed"] == "7" and metadata["rows"] == "3000"
     assert 0.8 < float(metadata["holdout_auc"]) < 1.0
-    assert metadata["trained_with"] == "python -m model.train --rows 3000 --seed 7 --iterations 60 --version test-1"
+    assert metadata["trained_with"] == "python -m training.train --rows 3000 --seed 7 --iterations 60 --version test-1"
 
 
 def test_main_prints_one_line_with_the_held_out_auc(trained):
@@ -162,6 +162,6 @@ def test_shipped_model_loads_with_contract_features_and_version():
     metadata = dict(scorer.model.get_metadata())
     assert scorer.feature_names == TEAM_ORDER
     assert scorer.version == metadata["version"] == "regno-sim-1"
-    assert metadata["trained_with"].startswith("python -m model.train ")
+    assert metadata["trained_with"].startswith("python -m model.train ")  # trained before training/ existed
     assert 0.9 < float(metadata["holdout_auc"]) < 1.0
     assert 0.0 <= scorer.probe().positive <= 1.0

@@ -2,54 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import struct
 import threading
 
 from cachetools import LRUCache
 
 from config import Settings
-from model.records import Record, canonical_bytes
-from model.scorer import Score, Scorer
-from service.breaker import CircuitBreaker
-from service.redis_store import RedisStore
-
-HIT_L1, HIT_L2, MISS = "hit-l1", "hit-l2", "miss"
-#: A miss because Redis failed or its breaker is open (the X-Cache header still says miss).
-ERROR = "error"
-# Two little-endian doubles: exact, so a cached answer is byte-for-byte the model's.
-_SCORE = struct.Struct("<2d")
-
-
-def model_identity(scorer: Scorer) -> bytes:
-    """What distinguishes one model from another in cache keys: its version and file checksum."""
-    return f"{scorer.version}\0{scorer.checksum}".encode()
-
-
-def cache_key(prefix: str, identity: bytes, record: Record) -> str:
-    """The cache key of a record scored by the model with this identity."""
-    digest = hashlib.blake2b(identity + b"\0" + canonical_bytes(record), digest_size=16).hexdigest()
-    return f"{prefix}{digest}"
-
-
-def answer_salt(identity: bytes) -> bytes:
-    """A 32-byte digest of a model identity, to key the hashes of raw bodies answered by that model."""
-    return hashlib.blake2b(identity, digest_size=32).digest()
-
-
-def body_key(salt: bytes, body: bytes) -> bytes:
-    """The key of a raw request body's answer under the model whose answer_salt this is."""
-    return hashlib.blake2b(body, digest_size=16, key=salt).digest()
-
-
-def encode_score(score: Score) -> bytes:
-    """A score as 16 bytes."""
-    return _SCORE.pack(score.negative, score.positive)
-
-
-def decode_score(data: bytes) -> Score | None:
-    """A score from its 16 bytes, or None for anything else."""
-    return Score(*_SCORE.unpack(data)) if len(data) == _SCORE.size else None
+from model.engine import ERROR, HIT_L1, HIT_L2, MISS, Origin
+from model.scorer import Score
+from service.cache.breaker import CircuitBreaker
+from service.cache.keys import cache_key, decode_score, encode_score
+from service.cache.redis_store import RedisObserver, RedisStore
 
 
 class ScoreCache:
@@ -65,25 +27,27 @@ class ScoreCache:
         self._l1_lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "ScoreCache":
-        """The cache the settings describe: L1 of CACHE_L1_SIZE, L2 when REDIS_URL is set."""
+    def from_settings(cls, settings: Settings, observer: RedisObserver | None = None) -> "ScoreCache":
+        """The cache the settings describe: L1 of CACHE_L1_SIZE, L2 when REDIS_URL is set, reporting to observer."""
         store = None
         if settings.redis_url:
-            breaker = CircuitBreaker(settings.cache_breaker_failures, settings.cache_breaker_cooldown_s)
-            store = RedisStore(settings.redis_url, settings.cache_ttl_s, settings.redis_timeout_ms, breaker)
+            breaker = CircuitBreaker(settings.cache_breaker_failures, settings.cache_breaker_cooldown_s,
+                                     on_change=observer.breaker_changed if observer is not None else None)
+            store = RedisStore(settings.redis_url, settings.cache_ttl_s, settings.redis_timeout_ms, breaker,
+                               on_event=observer.redis_event if observer is not None else None)
         return cls(settings.cache_prefix, settings.cache_l1_size, store)
 
-    def key(self, identity: bytes, record: Record) -> str:
-        """The key of a record scored by the model with this identity, under this cache's prefix."""
-        return cache_key(self.prefix, identity, record)
+    def key(self, identity: bytes, canonical: bytes) -> str:
+        """The key of a record's canonical bytes scored by the model with this identity, under this cache's prefix."""
+        return cache_key(self.prefix, identity, canonical)
 
-    def get(self, key: str) -> tuple[Score | None, str]:
-        """The cached score and where it was found (hit-l1, hit-l2), or None and miss (error if Redis failed)."""
+    def get(self, key: str) -> tuple[Score | None, Origin]:
+        """The cached score and where it was found (HIT_L1, HIT_L2), or None and MISS (ERROR if Redis failed)."""
         return self.get_many([key])[0]
 
-    def get_many(self, keys: list[str]) -> list[tuple[Score | None, str]]:
+    def get_many(self, keys: list[str]) -> list[tuple[Score | None, Origin]]:
         """get() of several keys: L1 for each, then one Redis round trip for the ones L1 did not have."""
-        found: list[tuple[Score | None, str]] = [(None, MISS)] * len(keys)
+        found: list[tuple[Score | None, Origin]] = [(None, MISS)] * len(keys)
         if self._l1 is not None:
             with self._l1_lock:
                 for index, key in enumerate(keys):

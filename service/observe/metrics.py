@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections import Counter as Tally
 
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -11,8 +12,10 @@ from prometheus_flask_exporter import PrometheusMetrics
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
 from config import Settings
+from model.engine import ORIGINS, Scored
 from model.scorer import Scorer
-from service.redis_store import EVENTS
+from service.cache.redis_store import EVENTS
+from service.internals import unproxied
 
 #: Request latency buckets, in seconds: resolve the sub-millisecond to 100 ms range the service lives in.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -25,7 +28,7 @@ DIFFERENCE_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 
 #: Redis breaker states as gauge values; -1 when no Redis is configured.
 BREAKER_CODES = {"off": -1, "closed": 0, "half-open": 1, "open": 2}
 #: Label values exported at 0 from the start, so queries and alerts see the series before the first event.
-CACHE_RESULTS = ("hit_l1", "hit_l2", "miss", "error")
+CACHE_RESULTS = tuple(origin.metric for origin in ORIGINS)
 
 
 class ServiceMetrics:
@@ -103,29 +106,26 @@ class ServiceMetrics:
             lookups = self._lookups[cache_result] = self.cache_lookups.labels(cache_result)
         lookups.inc(count)
 
-    def scored(self, positive: float, source: str, model: str, features_s: float, inference_s: float) -> None:
-        """Record one model call: its timings and the drift signals.
+    def scored(self, results: list[Scored], by_model: list[Scored], features_s: float, inference_s: float) -> None:
+        """Record one engine call: lookups by origin; drift signals per model-scored record; step times once.
 
         Only model calls count towards the score distribution and the picks: a cache hit repeats a pass
-        already counted, and resent passes should not weigh more in the drift signals.
+        already counted, and resent passes should not weigh more in the drift signals. The step times are
+        the call's time per record.
         """
-        self._drift(positive, source, model)
-        self.features.observe(features_s)
-        self.inference.observe(inference_s)
-
-    def batch_scored(self, answers: list[dict], lookups: dict[str, int], failures: dict[str, int],
-                     features_s: float, inference_s: float) -> None:
-        """Record one batch request: drift signals of the records the model scored, lookups and rejections by count.
-
-        The step timings are observed once per CatBoost call, as the time per record of that call.
-        """
-        for answer in answers:
-            self._drift(answer["positive"], answer["source"], answer["model"])
-        if answers:
+        if len(results) == 1:  # a /reg/ request: no Counter for one
+            self.looked_up(results[0].origin.metric)
+        else:
+            for origin, count in Tally(result.origin for result in results).items():
+                self.looked_up(origin.metric, count)
+        for result in by_model:
+            self._drift(result.score.positive, result.source, result.slot.version)
+        if by_model:
             self.features.observe(features_s)
             self.inference.observe(inference_s)
-        for result, count in lookups.items():
-            self.looked_up(result.replace("-", "_"), count)
+
+    def rejected(self, failures: dict[str, int]) -> None:
+        """Count rejected records by the field at fault."""
         for field_name, count in failures.items():
             self.validation_failures.labels(field_name).inc(count)
 
@@ -158,11 +158,11 @@ class HttpMetrics:
 
     def finished(self, response: Response) -> Response:
         """after_request: observe the duration (from the start access_log notes) and count the request."""
-        context = g._get_current_object()  # one proxy lookup instead of one per read
+        context = unproxied(g)  # one proxy lookup instead of one per read
         started = getattr(context, "started", None)
         if started is None or getattr(context, "metrics_skip", False):
             return response
-        current = request._get_current_object()
+        current = unproxied(request)
         method = current.method if current.method in self.METHODS else "other"
         key = (method, current.endpoint, response.status_code)
         children = self._children.get(key)
@@ -177,10 +177,9 @@ class HttpMetrics:
         return response
 
 
-def init_metrics(app: Flask, settings: Settings, require_key) -> ServiceMetrics:
-    """Serve /metrics (all workers together), record HTTP metrics, and create the service metrics."""
+def init_metrics(app: Flask, settings: Settings, require_key, multiprocess: bool) -> ServiceMetrics:
+    """Serve /metrics (all the workers' together when multiprocess), record HTTP metrics, create the service metrics."""
     registry = CollectorRegistry()
-    multiprocess = settings.prometheus_multiproc_dir is not None
     exporter_class = GunicornInternalPrometheusMetrics if multiprocess else PrometheusMetrics
     exporter = exporter_class.for_app_factory(
         registry=registry,

@@ -6,7 +6,7 @@ import time
 
 from flask import Blueprint, current_app
 
-from service.envelope import fail, ok
+from service.http.envelope import fail, ok
 from service.state import service_state
 
 bp = Blueprint("health", __name__, url_prefix="/health")

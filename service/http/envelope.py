@@ -9,7 +9,7 @@ from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from model.records import RecordError
-from service import sentry
+from service.observe import sentry
 
 log = logging.getLogger("regno")
 

@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 from flask import Request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
-from werkzeug.local import LocalProxy
 
 from model.records import json_kind
+from service.internals import unproxied
 
 
 def _is_json(mimetype: str) -> bool:
@@ -17,14 +17,9 @@ def _is_json(mimetype: str) -> bool:
     return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
 
 
-def _unproxied(request: Request) -> Request:
-    """The request itself when given Flask's request proxy: each attribute read through it costs a lookup."""
-    return request._get_current_object() if isinstance(request, LocalProxy) else request
-
-
 def read_body(request: Request) -> bytes:
     """The raw body, at most max_content_length bytes; 413 past that, with or without Content-Length."""
-    request = _unproxied(request)
+    request = unproxied(request)
     limit = request.max_content_length
     length = request.content_length
     stream = request.environ["wsgi.input"]
@@ -46,7 +41,7 @@ def read_body(request: Request) -> bytes:
 
 def read_json_body(request: Request) -> bytes:
     """The raw body of a JSON request: 415 for another content type, 413 past the size limit."""
-    request = _unproxied(request)
+    request = unproxied(request)
     # The usual header is exactly this; only other ones pay for werkzeug's header parsing.
     if request.environ.get("CONTENT_TYPE") != "application/json" and not _is_json(request.mimetype):
         shown = request.mimetype or "none"

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import mark_process_dead
+
+from service.internals import add_metric_file
 
 #: Metric types whose values outlive the process that counted them.
 CUMULATIVE_TYPES = ("counter", "histogram", "summary")
@@ -33,11 +34,5 @@ def archive_dead_worker(folder: Path, pid: int) -> None:
         dead = folder / f"{kind}_{pid}.db"
         if not dead.exists():
             continue
-        archive = MmapedDict(str(folder / f"{kind}_archive.db"))
-        try:
-            for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(str(dead)):
-                total, _ = archive.read_value(key)
-                archive.write_value(key, total + value, timestamp)
-        finally:
-            archive.close()
+        add_metric_file(dead, folder / f"{kind}_archive.db")
         os.unlink(dead)  # after the archive holds its values, so a scrape never loses a count

@@ -8,14 +8,14 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from service.breaker import CircuitBreaker
-from service.throttled_log import ThrottledLog
+from service.cache.breaker import CircuitBreaker
+from service.observe.throttled_log import ThrottledLog
 
 log = logging.getLogger("regno")
 
@@ -54,6 +54,16 @@ class RedisCounters:
         return {name: getattr(self, name) for name in EVENTS}
 
 
+class RedisObserver(Protocol):
+    """What hears of Redis events and breaker changes (service/observe/metrics.py's ServiceMetrics)."""
+
+    def redis_event(self, event: str, count: int) -> None:
+        """Count Redis events of one kind."""
+
+    def breaker_changed(self, state: str) -> None:
+        """The breaker is in a new state."""
+
+
 @dataclass
 class _PerProcess:
     """A connection pool and writer thread; made in the process that uses them, never inherited."""
@@ -67,12 +77,13 @@ class _PerProcess:
 class RedisStore:
     """Gets and sets byte values in Redis without ever failing or stalling the caller."""
 
-    def __init__(self, url: str, ttl_s: int, timeout_ms: int, breaker: CircuitBreaker):
+    def __init__(self, url: str, ttl_s: int, timeout_ms: int, breaker: CircuitBreaker,
+                 on_event: Callable[[str, int], None] | None = None):
         self.url = url
         self.ttl_s = ttl_s
         self.timeout_s = timeout_ms / 1000
         self.breaker = breaker
-        self.counters = RedisCounters()
+        self.counters = RedisCounters(sink=on_event)
         self._complaints = ThrottledLog(log, LOG_INTERVAL_S)
         self._local: _PerProcess | None = None
         self._local_lock = threading.Lock()
@@ -107,18 +118,16 @@ class RedisStore:
         self._complaints.warning("redis %s failed, scoring without it: %s: %s (breaker %s)", action,
                                  type(error).__name__, error, self.breaker.state)
 
-    def get(self, key: str) -> tuple[bytes | None, bool]:
-        """(stored value or None, whether Redis answered); never raises, skips Redis while the breaker is open."""
-        values, answered = self.get_many([key])
-        return values[0], answered
-
     def get_many(self, keys: list[str]) -> tuple[list[bytes | None], bool]:
-        """get() of several keys in one MGET round trip: (values in key order, whether Redis answered)."""
+        """Values of several keys in one MGET round trip: (values in key order, whether Redis answered).
+
+        Never raises, and skips Redis while the breaker is open.
+        """
         if not keys or not self.breaker.allow():
             return [None] * len(keys), not keys
         try:
             values = self._process_local().client.mget(keys)
-        except Exception as error:  # noqa: BLE001 - as in get()
+        except Exception as error:  # noqa: BLE001 - a cache failure is a miss, never an error
             self._failed("read", error)
             return [None] * len(keys), False
         self.breaker.record_success()

@@ -16,9 +16,10 @@ class CircuitBreaker:
     across the call, which would queue every request thread behind one slow Redis call.
     """
 
-    def __init__(self, failures: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, failures: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic,
+                 on_change: Callable[[str], None] | None = None):
         #: Called with the new state after every change of state, outside the lock.
-        self.on_change: Callable[[str], None] | None = None
+        self.on_change = on_change
         self.failures = failures
         self.cooldown_s = cooldown_s
         self._clock = clock

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from config import Settings
 from model.record_schema import record_schema
-from model.records import parse_record
-from model.scorer import PROBE_RECORD, Score
-from service.answer import answer_body
+from model.scorer import PROBE_RECORD
 
 VERSION = "3.0.3"
 
@@ -41,9 +39,8 @@ _REQUEST_ID = {"X-Request-ID": {"description": "the caller's request id when it 
                                 "schema": {"type": "string"}}}
 
 
-def build(settings: Settings, model_version: str, probe: Score) -> dict:
-    """The whole document for an app with these settings; probe is the model's score of the example record."""
-    answer_example = answer_body(parse_record(PROBE_RECORD), probe, settings.pick_threshold, model_version)
+def build(settings: Settings, model_version: str, answer_example: dict) -> dict:
+    """The whole document for an app with these settings; answer_example is the model's answer to PROBE_RECORD."""
     bad_record = {**PROBE_RECORD, "direction": 7}
     key_failures = {"401": _fail("no API key, or one that is not accepted")}
     body_failures = {

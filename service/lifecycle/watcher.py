@@ -17,24 +17,11 @@ import threading
 import time
 from pathlib import Path
 
-from model.registry import CANDIDATE, CURRENT, Pointer, load_folder, read_pointer
-from model.scorer import ModelLoadError
-from service.state import ModelSlot, Routing, ServiceState
+from model.registry import CANDIDATE, CURRENT, Pointer, load_pointed, read_pointer
+from model.routing import ModelSlot, Routing
+from service.state import ServiceState
 
 log = logging.getLogger("regno")
-
-
-def load_current(models_dir: Path):
-    """(scorer, pointer) of the model the `current` pointer names; raises ModelLoadError if it cannot be served."""
-    pointer = read_pointer(models_dir, CURRENT)
-    return load_pointed(models_dir, CURRENT, pointer), pointer
-
-
-def load_pointed(models_dir: Path, which: str, pointer: Pointer):
-    """The scorer of the folder a pointer names; ModelLoadError when the pointer names none or the folder is bad."""
-    if pointer.name is None:
-        raise ModelLoadError(f"{models_dir / which} is missing or empty: it must name the model folder to serve")
-    return load_folder(models_dir / pointer.name)
 
 
 class ModelWatcher:
@@ -89,7 +76,7 @@ class ModelWatcher:
                                     "at": round(time.time(), 3)}
         if self.state.metrics is not None:
             self.state.metrics.model_refusals.inc()
-        log.warning("%s model %s refused, %s keeps serving: %s", which, name, self.state.model.scorer.version, error)
+        log.warning("%s model %s refused, %s keeps serving: %s", which, name, self.state.routing.current.version, error)
 
     def start(self) -> None:
         """Check every poll_s seconds in a daemon thread of this process."""

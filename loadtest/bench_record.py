@@ -1,6 +1,6 @@
 """In-process cost of one record: this service's path against the team's original approach.
 
-python -m model.bench [--model PATH] [--records CSV] [--rounds N]
+python -m loadtest.bench_record [--model PATH] [--records CSV] [--rounds N]
 Prints a Markdown table with the machine and date, for the README.
 """
 
@@ -19,10 +19,12 @@ from typing import Callable
 import catboost
 
 from model import BUNDLED_MODEL
+from model.engine import ScoringEngine
 from model.records import parse_record
-from model.reference import pick_regno
+from model.routing import ModelSlot, Routing
 from model.scorer import Scorer
-from model.simulate import simulate_records
+from training.reference import pick_regno
+from training.simulate import simulate_records
 
 
 def machine() -> str:
@@ -69,10 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     scorer.probe()
     vectors = [scorer.build_vector(record) for record in parsed]
     batch = vectors[:100]
+    engine, routing = ScoringEngine(0.5), Routing(ModelSlot.of(scorer, 32))  # the engine as regno-score runs it
 
     approaches: dict[str, tuple[Callable[[dict], object], int]] = {
         "team's approach: load model + pandas Series per call": (lambda r: pick_regno(r, args.model), 100),
         "service: validate + features + predict": (lambda r: scorer.score(parse_record(r)), 3000),
+        "service engine, no cache: validate + route + features + predict + pick":
+            (lambda r: engine.score([parse_record(r)], routing), 3000),
         "service: validate + features only": (lambda r: scorer.build_vector(parse_record(r)), 3000),
         "CatBoost predict of a built vector": (lambda r: scorer.predict_vectors([vectors[0]]), 3000),
         "batch of 100 vectors, per record": (lambda r: scorer.predict_vectors(batch), 100),

@@ -6,7 +6,11 @@ import orjson
 from flask import Blueprint, Response, current_app, url_for
 from swagger_ui_bundle import swagger_ui_path
 
-from service import openapi
+from model.engine import ScoringEngine
+from model.records import parse_record
+from model.routing import Routing
+from model.scorer import PROBE_RECORD
+from service.api import openapi
 from service.state import service_state
 
 bp = Blueprint("docs", __name__, static_folder=swagger_ui_path, static_url_path="/docs/static")
@@ -22,12 +26,15 @@ _PAGE = """<!doctype html>
 
 @bp.get("/openapi.json")
 def openapi_document():
-    """The OpenAPI document, built once per process (its example answer is a real prediction)."""
+    """The OpenAPI document, built once per model in each process: its example answer is the model's own."""
     state = service_state(current_app)
-    if state.openapi_document is None:
-        document = openapi.build(state.settings, state.scorer.version, state.scorer.probe())
-        state.openapi_document = orjson.dumps(document)
-    return Response(state.openapi_document, 200, content_type="application/json")
+    current = state.routing.current
+    if state.openapi_document is None or state.openapi_document[0] != current.identity:
+        # Without the cache and metrics: the example is no traffic.
+        example = ScoringEngine(state.settings.pick_threshold).score([parse_record(PROBE_RECORD)], Routing(current))
+        document = orjson.dumps(openapi.build(state.settings, current.version, example[0].answer()))
+        state.openapi_document = (current.identity, document)
+    return Response(state.openapi_document[1], 200, content_type="application/json")
 
 
 @bp.get("/docs")

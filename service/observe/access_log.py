@@ -10,7 +10,8 @@ import time
 import orjson
 from flask import Flask, Response, g, request
 
-from service.auth import environ_key
+from service.http.auth import environ_key
+from service.internals import unproxied
 
 HEADER = "X-Request-ID"
 # A caller's request id is echoed only when it is short and plain, so logs cannot be forged through it.
@@ -26,7 +27,7 @@ _ENVIRON_KEY = environ_key(HEADER)
 
 def _start() -> None:
     """Note the start time (the HTTP metrics read it too) and the request id (the caller's, or a new one)."""
-    context = g._get_current_object()
+    context = unproxied(g)
     context.started = time.perf_counter()
     given = request.environ.get(_ENVIRON_KEY, "")
     context.request_id = given if given and _SAFE_ID.fullmatch(given) else os.urandom(16).hex()
@@ -40,14 +41,14 @@ def _echo_id(response: Response) -> Response:
 
 def _line(response: Response) -> bytes:
     """The request's log line."""
-    context, current = g._get_current_object(), request._get_current_object()
+    context, current = unproxied(g), unproxied(request)
     return orjson.dumps({
         "ts": round(time.time(), 3),
         "method": current.method,
         "endpoint": current.endpoint,
         "status": response.status_code,
         "duration_ms": round((time.perf_counter() - context.started) * 1000, 3),
-        "cache": getattr(context, "cache_result", None),
+        "cache": origin.logged if (origin := getattr(context, "cache_origin", None)) else None,
         "request_id": context.request_id,
         # The real client's address behind the proxy (ProxyFix); the caller's own without one.
         "client": current.remote_addr,

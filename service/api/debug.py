@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from model.records import parse_record
-from service.request_body import read_json_object
-from service.scoring import require_api_key
-from service.sentry import remember_plates
+from service.http.request_body import read_json_object
+from service.api.scoring import require_api_key
+from service.observe.sentry import remember_plates
 
 bp = Blueprint("debug", __name__, url_prefix="/debug")
 bp.before_request(require_api_key)  # debug routes need a key, checked the way scoring checks it

@@ -8,8 +8,8 @@ from typing import Callable, Sequence
 from model.scorer import Score
 
 
-class _Slot:
-    """One waiting request: its vector, and where its result or error lands."""
+class _Waiter:
+    """One request waiting for its score: its vector, and where its result or error lands."""
 
     __slots__ = ("vector", "done", "lead", "result", "error")
 
@@ -34,42 +34,37 @@ class MicroBatcher:
         self._predict = predict
         self.max_size = max_size
         self._lock = threading.Lock()
-        self._queue: list[_Slot] = []
+        self._queue: list[_Waiter] = []
         self._running = False
-        #: Sizes of the calls made, for tests and metrics: (calls, rows).
-        self.calls = 0
-        self.rows = 0
 
     def score(self, vector: list) -> Score:
         """The score of one feature vector, computed alone or in a batch with concurrent ones."""
-        slot = _Slot(vector)
+        waiter = _Waiter(vector)
         with self._lock:
-            self._queue.append(slot)
+            self._queue.append(waiter)
             lead = not self._running
             self._running = True
             if not lead:
-                slot.done = threading.Event()
+                waiter.done = threading.Event()
         if not lead:
-            slot.done.wait()
-            if not slot.lead:
-                return self._result(slot)
+            waiter.done.wait()
+            if not waiter.lead:
+                return self._result(waiter)
         self._run_batch()
-        return self._result(slot)
+        return self._result(waiter)
 
     def _run_batch(self) -> None:
         """Predict the queue's first max_size vectors, hand out results, pass the lead on or stop."""
         with self._lock:
             batch, self._queue = self._queue[: self.max_size], self._queue[self.max_size:]
         try:
-            scores = self._predict([slot.vector for slot in batch])
+            scores = self._predict([waiter.vector for waiter in batch])
         except BaseException as error:  # noqa: BLE001 - every waiter gets the error, none hangs
-            for slot in batch:
-                slot.error = error
+            for waiter in batch:
+                waiter.error = error
         else:
-            for slot, score in zip(batch, scores):
-                slot.result = score
-        self.calls += 1
-        self.rows += len(batch)
+            for waiter, score in zip(batch, scores):
+                waiter.result = score
         with self._lock:
             if self._queue:
                 successor = self._queue[0]
@@ -77,15 +72,15 @@ class MicroBatcher:
             else:
                 successor = None
                 self._running = False
-        for slot in batch:
-            if slot.done is not None:
-                slot.done.set()
+        for waiter in batch:
+            if waiter.done is not None:
+                waiter.done.set()
         if successor is not None:
             successor.done.set()
 
     @staticmethod
-    def _result(slot: _Slot) -> Score:
-        """The slot's score, or its error raised."""
-        if slot.error is not None:
-            raise slot.error
-        return slot.result
+    def _result(waiter: _Waiter) -> Score:
+        """The waiter's score, or its error raised."""
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.result

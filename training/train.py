@@ -1,4 +1,4 @@
-"""Train the model the project ships on simulated passes: `python -m model.train`.
+"""Train the model the project ships on simulated passes: `python -m training.train`.
 
 The records go through the same validation and feature code the service uses, so the model and
 the service cannot disagree about a feature. Prints the held-out AUC and accuracy as one line and
@@ -16,9 +16,12 @@ from typing import Sequence
 import pandas as pd
 from catboost import CatBoostClassifier, Pool
 
+from model import BUNDLED_MODEL
+from model.engine import pick
 from model.features import CATEGORICAL, TEXT, record_features
 from model.records import parse_record
-from model.simulate import Pass, simulate
+from model.scorer import Score
+from training.simulate import Pass, simulate
 
 #: The team's feature order; the service builds vectors by name, but keeping theirs eases comparison.
 FEATURE_ORDER = [
@@ -28,7 +31,7 @@ FEATURE_ORDER = [
     "camera_class", "weekday", "month", "regno_template", "regno_template_ai", "afts_regno_ai_text",
     "regno_recognize_text",
 ]
-DEFAULT_OUT = Path(__file__).with_name("regno_model.cbm")
+DEFAULT_OUT = BUNDLED_MODEL
 DEFAULT_ROWS = 40_000
 DEFAULT_SEED = 20261122
 DEFAULT_ITERATIONS = 200
@@ -66,7 +69,7 @@ def accuracy(labels: Sequence[int], scores: Sequence[float], threshold: float = 
 
 def pick_accuracy(passes: Sequence[Pass], scores: Sequence[float], threshold: float = 0.5) -> float:
     """Share of passes where the picked plate (AI at or above threshold, else camera) is the true plate."""
-    picks = (p.record["afts_regno_ai" if s >= threshold else "regno_recognize"] for p, s in zip(passes, scores))
+    picks = (pick(parse_record(p.record), Score(1.0 - s, s), threshold)[0] for p, s in zip(passes, scores))
     return sum(pick == p.plate for pick, p in zip(picks, passes)) / len(passes)
 
 
@@ -115,14 +118,14 @@ def positive_scores(model: CatBoostClassifier, data: Pool) -> list[float]:
 def command_line(args: argparse.Namespace) -> str:
     """The command that reproduces the model; --out is left out, it does not change the model."""
     return (
-        f"python -m model.train --rows {args.rows} --seed {args.seed} "
+        f"python -m training.train --rows {args.rows} --seed {args.seed} "
         f"--iterations {args.iterations} --version {args.version}"
     )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command-line options."""
-    parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="simulated passes, train and held-out")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of simulation, split and CatBoost")
     parser.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="boosting iterations")
