@@ -19,6 +19,7 @@ from pathlib import Path
 
 from model.registry import CANDIDATE, CURRENT, Pointer, load_pointed, read_pointer
 from model.routing import ModelSlot, Routing
+from service.observe import sentry
 from service.state import ServiceState
 
 log = logging.getLogger("regno")
@@ -54,8 +55,10 @@ class ModelWatcher:
                     candidate, changed = loaded, True
         if changed:
             self.state.routing = Routing(current, candidate, self.state.settings.canary_share)
-            if self.state.metrics is not None and current is not routing.current:
-                self.state.metrics.model_changed(routing.current.scorer, current.scorer)
+            if current is not routing.current:
+                sentry.tag_model(current.version)  # the release keeps the start's model; the tag follows
+                if self.state.metrics is not None:
+                    self.state.metrics.model_changed(routing.current.scorer, current.scorer)
             log.info("models: current %s (sha256 %s), candidate %s", current.scorer.version,
                      current.scorer.checksum[:12], candidate.scorer.version if candidate else "none")
         return changed

@@ -90,8 +90,13 @@ def init_sentry(settings: Settings, model_version: str) -> bool:
         # So Flask's runs only when tracing is asked for, and logging's never.
         disabled_integrations=[LoggingIntegration] + ([] if flask_integration else [FlaskIntegration]),
     )
-    sentry_sdk.set_tag("model_version", model_version)
+    tag_model(model_version)
     return True
+
+
+def tag_model(version: str) -> None:
+    """Tag this process's later events with the model that answers (at start, and again after a swap)."""
+    sentry_sdk.set_tag("model_version", version)
 
 
 def capture(error: BaseException) -> None:
