@@ -31,7 +31,8 @@ COPY scripts/install-wheels /usr/local/bin/install-wheels
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels install-wheels /wheels \
     && groupadd --system --gid 10001 regno \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin regno \
-    && install -d -o 10001 -g 10001 /run/regno
+    && install -d -o 10001 -g 10001 /run/regno \
+    && install -d -o 10001 -g 10001 /var/lib/regno /var/lib/regno/predictions /var/lib/regno/parquet
 WORKDIR /app
 COPY gunicorn.conf.py ./
 # The bundled model, where MODEL_PATH points: mount another .cbm over it, or point MODEL_PATH elsewhere.

@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # make run's development defaults; anything set in the environment wins.
 REGNO_ENV ?= development
 
-.PHONY: run serve proxy openssl test load model bench bench-stalled bench-record bench-cache bench-overhead bench-score-file redis-server prometheus wrk clean
+.PHONY: run serve proxy openssl nats-server test load model bench bench-stalled bench-log bench-record bench-cache bench-overhead bench-score-file redis-server prometheus wrk clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "make: no python3 found; install Python 3.11" >&2; exit 1; }
@@ -31,7 +31,7 @@ run: $(VENV)/.installed
 serve: $(VENV)/.installed proxy
 	REGNO_ENV=$(REGNO_ENV) exec $(BIN)/python -m service.proxy.serve gunicorn.conf.py
 
-test: $(VENV)/.installed-test redis-server prometheus wrk proxy openssl
+test: $(VENV)/.installed-test redis-server prometheus wrk proxy openssl nats-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The tests start their own redis-server and Prometheus; install them with the system package manager when missing.
@@ -41,6 +41,10 @@ redis-server:
 prometheus:
 	@scripts/install-system-package prometheus prometheus
 	@scripts/install-system-package promtool prometheus
+
+# JetStream, the prediction log's sink at scale (its tests start their own nats-server).
+nats-server:
+	@scripts/install-system-package nats-server nats-server
 
 # The proxy and its exporters (make serve, and the tests that start it), from the system package manager.
 proxy:
@@ -76,6 +80,10 @@ bench: $(VENV)/.installed-test redis-server wrk proxy
 # runs at a fixed 500 requests a second, then the same against gunicorn direct (starts everything itself).
 bench-stalled: $(VENV)/.installed-test proxy
 	$(BIN)/python -m loadtest.bench_stalled $(BENCH_ARGS)
+
+# The prediction log at 500 requests a second for 60 s: every answer's row in Parquet, nothing dropped.
+bench-log: $(VENV)/.installed-test
+	$(BIN)/python -m loadtest.bench_log $(BENCH_ARGS)
 
 # Throughput of /reg/ with metrics and Sentry on against both off, under the same gunicorn, in one run.
 bench-overhead: $(VENV)/.installed-test wrk

@@ -67,10 +67,10 @@ def post_worker_init(worker):
 
 
 def worker_exit(server, worker):
-    """Send this worker's queued Sentry events before it goes."""
-    from service.observe import sentry
+    """Write this worker's queued prediction-log rows and Sentry events before it goes."""
+    from service import stop_worker
 
-    sentry.flush()
+    stop_worker(worker.wsgi)
 
 
 def child_exit(server, worker):

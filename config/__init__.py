@@ -136,6 +136,40 @@ class Settings:
     proxy_exporter_bind: str = "127.0.0.1:9113"
     #: The proxy: where mtail serves the counts of answers the proxy gave itself (refusals, 502, 504).
     proxy_answers_bind: str = "127.0.0.1:3903"
+    #: The prediction log's local spool of segment files; unset turns the log off. Holds plates: personal data.
+    prediction_log_dir: Path | None = None
+    #: Where the log's day-partitioned Parquet files go (the embedded sink); PREDICTION_LOG_DIR/parquet when unset.
+    prediction_log_parquet_dir: Path | None = None
+    #: NATS with JetStream to ship sealed segments to instead of the local Parquet folder, e.g. nats://host:4222.
+    prediction_log_nats_url: str | None = None
+    #: The JetStream stream the log publishes to (created with its subject when missing).
+    prediction_log_nats_stream: str = "REGNO_PREDICTIONS"
+    #: The subject the log publishes on.
+    prediction_log_nats_subject: str = "regno.predictions"
+    #: Share of scored passes logged, chosen at random per pass.
+    prediction_log_sample: float = 1.0
+    #: Days of Parquet partitions kept; older days are removed; 0 keeps everything.
+    prediction_log_retention_days: int = 30
+    #: Rows waiting for the writer thread in each worker; past this a row is dropped and counted.
+    prediction_log_queue_size: int = 10_000
+    #: Seconds after which the open segment file is sealed and may be shipped.
+    prediction_log_segment_s: float = 10.0
+    #: Bytes after which the open segment file is sealed.
+    prediction_log_segment_bytes: int = 8 * 1024 * 1024
+    #: Most bytes of unshipped segments in the spool; past this, rows are dropped and counted, the disk never fills.
+    prediction_log_spool_max_bytes: int = 1024 * 1024 * 1024
+
+    @property
+    def prediction_log_on(self) -> bool:
+        """True when the prediction log is configured."""
+        return self.prediction_log_dir is not None
+
+    @property
+    def prediction_log_parquet(self) -> Path | None:
+        """Where the log's Parquet files are (the setting, or PREDICTION_LOG_DIR/parquet)."""
+        if self.prediction_log_parquet_dir is not None:
+            return self.prediction_log_parquet_dir
+        return self.prediction_log_dir / "parquet" if self.prediction_log_dir is not None else None
 
     @property
     def proxy_tls(self) -> bool:
@@ -162,6 +196,11 @@ class Settings:
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
         self.check_proxy()
+        if self.prediction_log_nats_url and not self.prediction_log_nats_url.startswith(("nats://", "tls://")):
+            raise SettingsError("PREDICTION_LOG_NATS_URL must start with nats:// or tls://")
+        if self.prediction_log_nats_url and not self.prediction_log_on:
+            raise SettingsError("PREDICTION_LOG_NATS_URL needs PREDICTION_LOG_DIR: rows spool there until NATS "
+                                "has them")
         if not self.development and DEVELOPMENT_KEY in self.api_keys:
             raise SettingsError(f"the development key {DEVELOPMENT_KEY!r} is not allowed outside development mode")
 
@@ -319,4 +358,15 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "CLIENT_CERT_SUFFICES": ("client_cert_suffices", _boolean),
     "PROXY_EXPORTER_BIND": ("proxy_exporter_bind", str),
     "PROXY_ANSWERS_BIND": ("proxy_answers_bind", str),
+    "PREDICTION_LOG_DIR": ("prediction_log_dir", Path),
+    "PREDICTION_LOG_PARQUET_DIR": ("prediction_log_parquet_dir", Path),
+    "PREDICTION_LOG_NATS_URL": ("prediction_log_nats_url", str),
+    "PREDICTION_LOG_NATS_STREAM": ("prediction_log_nats_stream", str),
+    "PREDICTION_LOG_NATS_SUBJECT": ("prediction_log_nats_subject", str),
+    "PREDICTION_LOG_SAMPLE": ("prediction_log_sample", _probability),
+    "PREDICTION_LOG_RETENTION_DAYS": ("prediction_log_retention_days", _non_negative_int),
+    "PREDICTION_LOG_QUEUE_SIZE": ("prediction_log_queue_size", _positive_int),
+    "PREDICTION_LOG_SEGMENT_S": ("prediction_log_segment_s", _positive_float),
+    "PREDICTION_LOG_SEGMENT_BYTES": ("prediction_log_segment_bytes", _positive_int),
+    "PREDICTION_LOG_SPOOL_MAX_BYTES": ("prediction_log_spool_max_bytes", _positive_int),
 }

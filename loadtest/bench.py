@@ -168,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     common = {"API_KEYS": KEY, "WORKER_CLASS": args.worker_class, "THREADS": str(args.threads)}
     service = {**common, "SENTRY_DSN": f"http://key@127.0.0.1:{sink.server_address[1]}/1"}
     with_redis = {**service, "REDIS_URL": redis_url}
+    # Every pass logged: spooled, sealed and shipped to Parquet by the workers' own threads while wrk runs.
+    with_log = {**service, "PREDICTION_LOG_DIR": str(folder / "prediction-log")}
     records = simulate_records(1000, seed=11)
     marked = [dict(record, recognition_accuracy="__ACC__") for record in records]
     unique = lua_script([orjson.dumps(record) for record in marked], "unique", folder)
@@ -178,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = [
         ("floor: bare Flask, parse JSON, constant answer", "loadtest.floor_app:app", common, repeated),
         ("service, unique records (no cache hit)", "service.wsgi:app", service, unique),
+        ("service with the prediction log, unique records", "service.wsgi:app", with_log, unique),
         ("service, 50 repeated records (L1 hits)", "service.wsgi:app", service, repeated),
         ("service with Redis, unique records", "service.wsgi:app", with_redis, unique),
         (f"service, unique records in batches of {BATCH} (POST /reg/batch)", "service.wsgi:app", service, batches),

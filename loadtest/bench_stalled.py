@@ -83,9 +83,13 @@ def close_all(sockets: list[socket.socket]) -> None:
         sock.close()
 
 
-def paced(name: str, host: str, port: int, args, seconds: float, stalled: int = 0) -> Run:
+def paced(name: str, host: str, port: int, args, seconds: float, stalled: int = 0,
+          id_prefix: str | None = None) -> Run:
     """POST /reg/ at a fixed rate from args.connections threads, each over its own connection, kept alive
-    unless args.no_keep_alive or the server closes it; latency counts from each request's scheduled time."""
+    unless args.no_keep_alive or the server closes it; latency counts from each request's scheduled time.
+
+    With id_prefix, request n carries X-Request-ID id_prefix + n.
+    """
     total = int(args.rate * seconds)
     payloads = bodies(total)
     headers = {"Content-Type": "application/json", "x-api-key": KEY}
@@ -113,7 +117,8 @@ def paced(name: str, host: str, port: int, args, seconds: float, stalled: int = 
                     connection.timeout = max(0.001, deadline - time.monotonic())  # what is left, per step
                     if connection.sock is not None:
                         connection.sock.settimeout(connection.timeout)
-                    connection.request("POST", "/reg/", payloads[index], headers)
+                    sent_headers = headers if id_prefix is None else {**headers, "X-Request-ID": f"{id_prefix}{index}"}
+                    connection.request("POST", "/reg/", payloads[index], sent_headers)
                     response = connection.getresponse()
                     response.read()
                     outcome = "ok" if response.status == 200 else "error"

@@ -1,4 +1,4 @@
-"""Starting real servers for tests: gunicorn with the service, on a free loopback port."""
+"""Starting real servers for benchmarks and tests: gunicorn, make serve's stack, Prometheus, nats-server."""
 
 from __future__ import annotations
 
@@ -121,6 +121,48 @@ def gunicorn(env: Mapping[str, str], log: Path, workers: int = 3) -> Iterator[Se
         yield server
     finally:
         stop(server)
+
+
+class Nats:
+    """A real nats-server with JetStream, its store in a folder; stop() and start() again keep the store."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.port = folder, free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Nats":
+        """Start it (on the same port and store as before) and wait until it accepts connections."""
+        executable = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        if not Path(executable).exists():
+            raise RuntimeError("nats-server is not installed (make test installs Debian's nats-server)")
+        self.process = subprocess.Popen([executable, "-js", "-a", "127.0.0.1", "-p", str(self.port),
+                                         "-sd", str(self.folder)], stdout=subprocess.DEVNULL,
+                                        stderr=open(self.folder / "nats.log", "ab"), start_new_session=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"nats-server did not listen on {self.port}")
+
+    def stop(self) -> None:
+        """SIGTERM it and wait."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(20)
+
+
+@contextmanager
+def nats_server(folder: Path) -> Iterator[Nats]:
+    """A real nats-server with JetStream for the block."""
+    server = Nats(folder).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @contextmanager

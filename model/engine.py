@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol, Sequence
 
 from model.records import Record, canonical_bytes
-from model.routing import ModelSlot, Routing
+from model.routing import ModelSlot, Routing, pass_digest
 from model.scorer import Score
 
 
@@ -54,6 +54,10 @@ class Scored(NamedTuple):
     regno: str
     source: str
     origin: Origin
+    #: The pass's digest in hex (model.routing.pass_digest): the same pass has the same id.
+    pass_id: str
+    #: "current", or "canary" when the candidate answered.
+    arm: str
 
     def answer(self) -> dict:
         """The answer body /reg/ gives: probabilities, the chosen plate and its source, the model version."""
@@ -92,7 +96,8 @@ class ScoringEngine:
     def score(self, records: Sequence[Record], routing: Routing) -> list[Scored]:
         """One result per record, in order; the misses are scored in one CatBoost call per answering model."""
         canonical = [canonical_bytes(record) for record in records]
-        slots = [routing.for_canonical(data) for data in canonical]
+        digests = [pass_digest(data) for data in canonical]
+        slots = [routing.for_pass(digest) for digest in digests]
         if self.cache is not None:
             keys = [self.cache.key(slot.identity, data) for slot, data in zip(slots, canonical)]
             found = self.cache.get_many(keys)
@@ -110,8 +115,10 @@ class ScoringEngine:
             features_s, inference_s = features_s + built - started, inference_s + time.perf_counter() - built
             for position, score in zip(group, scores):
                 found[position] = (score, found[position][1])
-        results = [Scored(score, slot, *pick(record, score, self.threshold), origin)
-                   for record, slot, (score, origin) in zip(records, slots, found)]
+        current = routing.current
+        results = [Scored(score, slot, *pick(record, score, self.threshold), origin, digest.hex(),
+                          "current" if slot is current else "canary")
+                   for record, slot, (score, origin), digest in zip(records, slots, found, digests)]
         if self.cache is not None:
             for position in missing:
                 self.cache.put(keys[position], found[position][0])

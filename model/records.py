@@ -174,16 +174,16 @@ def parse_record(record: Any) -> Record:
     )
 
 
-def parse_records(raws: Iterable[Any]) -> tuple[list[tuple[int, Record]], dict[int, str], Counter]:
-    """Validate many records: (index and Record of each valid one, error message by index, failures by field)."""
+def parse_records(raws: Iterable[Any]) -> tuple[list[tuple[int, Record]], dict[int, RecordError], Counter]:
+    """Validate many records: (index and Record of each valid one, the error by index, failures by field)."""
     valid: list[tuple[int, Record]] = []
-    errors: dict[int, str] = {}
+    errors: dict[int, RecordError] = {}
     failures: Counter = Counter()
     for index, raw in enumerate(raws):
         try:
             valid.append((index, parse_record(raw)))
         except RecordError as error:
-            errors[index] = str(error)
+            errors[index] = error
             failures[error.field] += 1
     return valid, errors, failures
 

@@ -15,6 +15,11 @@ def model_identity(scorer: Scorer) -> bytes:
     return f"{scorer.version}\0{scorer.checksum}".encode()
 
 
+def pass_digest(canonical: bytes) -> bytes:
+    """The pass's 8-byte digest, from its canonical bytes: its canary bucket and its id in the prediction log."""
+    return hashlib.blake2b(canonical, digest_size=8).digest()
+
+
 def answer_salt(identities: bytes) -> bytes:
     """A 32-byte digest of the answering models' identities, to key the remembered answers of raw bodies."""
     return hashlib.blake2b(identities, digest_size=32).digest()
@@ -58,13 +63,13 @@ class Routing:
         candidate = self.candidate.identity if self.candidate is not None else b""
         object.__setattr__(self, "salt", answer_salt(self.current.identity + b"\0" + candidate))
 
-    def for_canonical(self, canonical: bytes) -> ModelSlot:
-        """The model that answers the record with these canonical bytes: the candidate for its canary share."""
+    def for_pass(self, digest: bytes) -> ModelSlot:
+        """The model that answers the pass with this pass_digest: the candidate for its canary share."""
         if self.candidate is None or self.canary_share <= 0.0:
             return self.current
-        bucket = int.from_bytes(hashlib.blake2b(canonical, digest_size=8).digest(), "big") / 2.0 ** 64
+        bucket = int.from_bytes(digest, "big") / 2.0 ** 64
         return self.candidate if bucket < self.canary_share else self.current
 
     def for_record(self, record: Record) -> ModelSlot:
-        """The model that answers this record (for_canonical of its canonical bytes)."""
-        return self.for_canonical(canonical_bytes(record))
+        """The model that answers this record (for_pass of its canonical bytes' digest)."""
+        return self.for_pass(pass_digest(canonical_bytes(record)))

@@ -4,7 +4,7 @@
 
 The model is the one the service serves (MODELS_DIR's current model when it is set, else MODEL_PATH),
 the pick threshold comes from PICK_THRESHOLD, and rows go through the service's scoring engine. CSV
-needs nothing beyond the service's own dependencies; Parquet needs the `files` extra (pyarrow). The
+and Parquet need nothing beyond the service's own dependencies (pyarrow is one of them). The
 output is the input with `negative`, `positive`, `regno`, `source` and `error` columns added; a row
 that fails validation keeps its place, with `error` naming the field. Memory stays bounded by the
 chunk size, whatever the file's size. Exit status: 0 when every row was scored, 1 when some row
@@ -30,7 +30,7 @@ from model.registry import load_serving
 from model.routing import ModelSlot, Routing
 from model.scorer import ModelLoadError
 
-try:  # Parquet is the `files` extra: CSV needs nothing beyond the service's own dependencies
+try:  # pyarrow is a dependency of the package; an install without it still scores CSV
     import pyarrow as pa
     import pyarrow.parquet as pq
 except ImportError:  # pragma: no cover - exercised by installs without the extra
@@ -73,7 +73,7 @@ def score_rows(rows: list[dict], engine: ScoringEngine, routing: Routing, failur
     records, messages, failed = parse_records([{name: row[name] for name in FIELDS} for row in rows])
     failures.update(failed)
     added: dict[str, list] = {name: [None] * len(rows) for name in OUTPUT_COLUMNS}
-    added["error"] = [messages.get(position) for position in range(len(rows))]
+    added["error"] = [str(messages[position]) if position in messages else None for position in range(len(rows))]
     for (position, _), result in zip(records, engine.score([record for _, record in records], routing)):
         added["negative"][position], added["positive"][position] = result.score.negative, result.score.positive
         added["regno"][position], added["source"][position] = result.regno, result.source
@@ -174,7 +174,7 @@ def open_table(path: Path, writing: bool = False):
     """The reader (or with writing, the writer) for a CSV or Parquet path; Parquet needs the `files` extra."""
     if file_format(path) == "parquet":
         if pq is None:
-            raise ScoreFileError(f"{path.name}: Parquet needs pyarrow: pip install 'regno-api[files]'")
+            raise ScoreFileError(f"{path.name}: Parquet needs pyarrow, which is missing here: pip install pyarrow")
         return ParquetWriter(path) if writing else ParquetTable(path)
     return CsvWriter(path) if writing else CsvTable(path)
 

@@ -13,7 +13,7 @@ from model.engine import ScoringEngine
 from model.registry import load_serving
 from model.routing import ModelSlot, Routing
 from model.scorer import ModelLoadError
-from service import state
+from service import predictions, state
 from service.api import debug, docs, health, scoring
 from service.cache import ScoreCache
 from service.http import envelope
@@ -47,9 +47,11 @@ def create_app(settings: Settings | None = None, shared_metrics: bool = False) -
     metrics = init_metrics(app, settings, keys.require, shared_metrics) if settings.metrics_enabled else None
     cache = ScoreCache.from_settings(settings, observer=metrics)
     routing = Routing(ModelSlot.of(scorer, settings.batch_max_size), canary_share=settings.canary_share)
+    prediction_log, shipper = predictions.from_settings(settings, observer=metrics)
     app_state = state.ServiceState(settings, routing, keys, cache, metrics,
                                    engine=ScoringEngine(settings.pick_threshold, cache, observer=metrics),
-                                   shadow=ShadowScorer(settings.shadow_share, settings.pick_threshold, metrics))
+                                   shadow=ShadowScorer(settings.shadow_share, settings.pick_threshold, metrics),
+                                   prediction_log=prediction_log, shipper=shipper)
     if pointer is not None:
         app_state.watcher = ModelWatcher(app_state, settings.models_dir, settings.model_poll_s, pointer)
     state.init_app(app, app_state)
@@ -59,9 +61,10 @@ def create_app(settings: Settings | None = None, shared_metrics: bool = False) -
     if metrics is not None and not shared_metrics:
         metrics.worker_started(scorer, cache.breaker_state)  # one process: it is its own worker
     log.info("model %s loaded from %s (sha256 %s)", scorer.version, scorer.path, scorer.checksum[:12])
-    log.info("cache: L1 %d entries per worker, L2 %s; metrics %s; sentry %s", settings.cache_l1_size,
-             "redis" if settings.redis_url else "off", "on" if metrics else "off",
-             "on" if settings.sentry_dsn else "off")
+    log.info("cache: L1 %d entries per worker, L2 %s; metrics %s; sentry %s; prediction log %s",
+             settings.cache_l1_size, "redis" if settings.redis_url else "off", "on" if metrics else "off",
+             "on" if settings.sentry_dsn else "off",
+             "off" if prediction_log is None else f"to {settings.prediction_log_nats_url or 'parquet'}")
     if settings.development and not settings.api_keys:
         log.warning("development mode: accepting the development API key only")
     return app
@@ -116,4 +119,16 @@ def start_worker(app: Flask) -> None:
         current.watcher.start()  # threads do not survive the fork: each worker starts its own
     if current.metrics is not None:
         current.metrics.worker_started(current.scorer, current.cache.breaker_state)
+    if current.prediction_log is not None:
+        current.prediction_log.start()
+        current.shipper.start()  # one per worker; the one that holds the spool's lock ships
     log.info("worker warmed up: probe positive=%.6f", score.positive)
+
+
+def stop_worker(app: Flask) -> None:
+    """Per-worker clean exit: write what the prediction log holds and seal its segment, flush Sentry."""
+    if "regno" in app.extensions:
+        current = state.service_state(app)
+        if current.prediction_log is not None:
+            current.prediction_log.close()
+    sentry.flush()

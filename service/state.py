@@ -15,6 +15,7 @@ from service.cache import ScoreCache
 from service.http.auth import ApiKeys
 from service.lifecycle.shadow import ShadowScorer
 from service.observe.metrics import ServiceMetrics
+from service.predictions import PredictionLog, Shipper
 
 _EXTENSION = "regno"
 
@@ -37,6 +38,9 @@ class ServiceState:
     openapi_document: tuple[bytes, bytes] | None = field(default=None, repr=False)
     #: The last model the watcher refused: {"version", "error", "at"}, for /health.
     model_refusal: dict | None = None
+    #: The prediction log and its shipper; None when PREDICTION_LOG_DIR is unset.
+    prediction_log: PredictionLog | None = None
+    shipper: Shipper | None = field(default=None, repr=False)
     #: Watches MODELS_DIR's pointers (service/lifecycle/watcher.py); None with MODEL_PATH.
     watcher: object | None = field(default=None, repr=False)
 

@@ -68,3 +68,16 @@ def test_stalled_clients_bench_reports_zero_failures_through_the_proxy():
     stalled, sent, failures, timeouts, *_, seconds = rows["gunicorn direct"].split(" | ")
     assert int(stalled) == 2 and int(sent) == 50 and 0 <= int(timeouts) <= int(failures) <= 50
     assert float(seconds) < 30
+
+
+def test_log_bench_finds_a_row_for_every_answer():
+    """`python -m loadtest.bench_log`, short: as many rows in Parquet as answers, one per request id, none dropped."""
+    result = subprocess.run([sys.executable, "-m", "loadtest.bench_log", "--rate", "100", "--seconds", "3"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = re.search(r"^\| (\d+) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \|$",
+                    result.stdout, re.M)
+    assert row, result.stdout
+    sent, answered, failed, found, ids, dropped = map(int, row.groups()[:6])
+    assert sent == 300 and answered + failed == sent
+    assert found == ids == answered and dropped == 0

@@ -134,4 +134,4 @@ def test_remembered_answers_keep_only_their_own_bytes():
     finally:
         tracemalloc.stop()
     assert per_answer < 600, f"{per_answer:.0f} bytes per remembered answer"
-    assert cache.answer_for((7).to_bytes(16, "big")) == b'{"body":{"positive":7},"status":"ok"}'
+    assert cache.answer_for((7).to_bytes(16, "big")) == (b'{"body":{"positive":7},"status":"ok"}', None)

@@ -5,17 +5,20 @@ Each view reads the body, calls the engine (model/engine.py) and writes the enve
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
-from model.engine import HIT_L1, Origin
-from model.records import json_kind, parse_record, parse_records
+from model.engine import HIT_L1, Origin, Scored
+from model.records import Record, RecordError, json_kind, parse_record, parse_records
 from service.cache import body_key
-from service.http.envelope import ok_bytes
+from service.http.envelope import handle_record_error, ok_bytes
 from service.http.request_body import decode_json, decode_json_object, read_json_body
+from service.internals import unproxied
 from service.observe.sentry import remember_plates
+from service.predictions.rows import failed_row, scored_row
 from service.state import ServiceState, service_state
 
 bp = Blueprint("scoring", __name__, url_prefix="/reg")
@@ -25,6 +28,13 @@ bp = Blueprint("scoring", __name__, url_prefix="/reg")
 def require_api_key() -> None:
     """Every scoring request needs a key."""
     service_state(current_app).api_keys.require()
+
+
+@bp.errorhandler(RecordError)
+def record_error(error: RecordError) -> Response:
+    """A record that fails validation: its row in the prediction log, then the 400 every endpoint gives."""
+    log_failure(service_state(current_app), error)
+    return handle_record_error(error)
 
 
 # strict_slashes=False serves /reg as well as /reg/ without a redirect: clients POST to both.
@@ -38,17 +48,21 @@ def score_one():
     remembered_as = body_key(routing.salt, body)
     remembered = state.cache.answer_for(remembered_as)
     if remembered is not None:
+        envelope, scored = remembered
         if state.metrics is not None:
             state.metrics.looked_up(HIT_L1.metric)
-        return _answer(remembered, HIT_L1)
+        if state.prediction_log is not None:
+            result, record = scored
+            _log(state, unproxied(g), result._replace(origin=HIT_L1), record)
+        return _answer(envelope, HIT_L1)
     record = parse_record(decode_json_object(body))
     remember_plates(record.regno_recognize, record.afts_regno_ai)
     result = state.engine.score([record], routing)[0]
     envelope = ok_bytes(result.answer())
-    state.cache.remember_answer(remembered_as, envelope)
+    state.cache.remember_answer(remembered_as, envelope, (result, record) if state.prediction_log else None)
     response = _answer(envelope, result.origin)
-    if routing.candidate is not None:
-        state.shadow.after_response(response, routing, record, result)
+    if routing.candidate is not None or state.prediction_log is not None:
+        _after_answer(state, routing, record, result, response)
     return response
 
 
@@ -80,11 +94,50 @@ def score_records(state: ServiceState, raws: list) -> list[dict]:
     scored = state.engine.score([record for _, record in valid], state.routing)
     if state.metrics is not None:
         state.metrics.rejected(failures)
-    results: list[dict] = [{"error": errors[index], "index": index} if index in errors else {}
+    results: list[dict] = [{"error": str(errors[index]), "index": index} if index in errors else {}
                            for index in range(len(raws))]
-    for (index, _), result in zip(valid, scored):
+    for (index, record), result in zip(valid, scored):
         results[index] = result.answer()
+    if state.prediction_log is not None:
+        context = unproxied(g)
+        for (_, record), result in zip(valid, scored):
+            _log(state, context, result, record, endpoint="batch")
+        for error in errors.values():
+            log_failure(state, error, endpoint="batch")
     return results
+
+
+def _after_answer(state: ServiceState, routing, record: Record, result: Scored, response: Response) -> None:
+    """Shadow scoring and the pass's log row; with shadow scoring, the row waits for the candidate's score."""
+    context, latency_ms = unproxied(g), _elapsed_ms()  # read now: a shadow-scored pass is logged after the request
+
+    def log_row(shadow: Scored | None = None) -> None:
+        _log(state, context, result, record, shadow, latency_ms)
+
+    if routing.candidate is None or not state.shadow.after_response(response, routing, record, result, log_row):
+        log_row()
+
+
+def log_failure(state: ServiceState, error: RecordError, endpoint: str = "reg") -> None:
+    """Log a pass that failed validation, with the field at fault (when the prediction log is on)."""
+    if state.prediction_log is not None:
+        state.prediction_log.log(failed_row(g.request_id, endpoint, error.field, error.problem, _elapsed_ms()))
+
+
+def _log(state: ServiceState, context, result: Scored, record: Record, shadow: Scored | None = None,
+         latency_ms: float | None = None, endpoint: str = "reg") -> None:
+    """Put the pass's row on the prediction log's queue (when it is on); never waits.
+
+    context is the request's g, read in the view: a shadow-scored pass is logged after the request ended.
+    """
+    if state.prediction_log is not None:
+        latency_ms = _elapsed_ms() if latency_ms is None else latency_ms
+        state.prediction_log.log(scored_row(context.request_id, endpoint, result, record, latency_ms, shadow))
+
+
+def _elapsed_ms() -> float:
+    """Milliseconds since the request started (the access line's clock)."""
+    return round((time.perf_counter() - g.started) * 1000, 3)
 
 
 def _answer(envelope: bytes, origin: Origin) -> Response:

@@ -86,21 +86,21 @@ class ScoreCache:
         """The Redis breaker's state, or off without Redis."""
         return self.store.breaker.state if self.store is not None else "off"
 
-    def answer_for(self, body_key: bytes) -> bytes | None:
-        """The answer already given in this worker to a request body with this key, if remembered."""
+    def answer_for(self, body_key: bytes) -> tuple[bytes, object] | None:
+        """(answer, note) already given in this worker to a request body with this key, if remembered."""
         if self._answers is None:
             return None
         with self._l1_lock:
             return self._answers.get(body_key)
 
-    def remember_answer(self, body_key: bytes, answer: bytes) -> None:
-        """Remember the answer given to a request body (successful answers only)."""
+    def remember_answer(self, body_key: bytes, answer: bytes, note: object = None) -> None:
+        """Remember the answer given to a request body (successful answers only), with what the caller notes."""
         if self._answers is not None:
             # A copy of exactly its length: bytes from orjson.dumps keep orjson's whole 4 kB write buffer,
             # which made each remembered answer cost 4 kB instead of about 200 bytes.
             compact = bytes(memoryview(answer))
             with self._l1_lock:
-                self._answers[body_key] = compact
+                self._answers[body_key] = (compact, note)
 
     def clear_l1(self) -> None:
         """Empty this worker's L1 (scores and remembered answers)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+from typing import Callable
 
 from flask import Response
 
@@ -30,16 +31,22 @@ class ShadowScorer:
         self.engine = ScoringEngine(threshold)
         self.metrics = metrics
 
-    def after_response(self, response: Response, routing: Routing, record: Record, answered: Scored) -> None:
-        """Arrange for the candidate to score this pass once the response has gone, for the shadow share."""
+    def after_response(self, response: Response, routing: Routing, record: Record, answered: Scored,
+                       then: Callable[[Scored | None], None] | None = None) -> bool:
+        """Have the candidate score this pass once the response has gone, for the shadow share; True if it will.
+
+        then, if given, is called with the candidate's result (None if it failed) after the comparison.
+        """
         if (routing.candidate is None or self.share <= 0.0 or answered.slot is routing.candidate
                 or random.random() >= self.share):
-            return
-        response.call_on_close(functools.partial(self.compare, routing, record, answered))
+            return False
+        response.call_on_close(functools.partial(self.compare, routing, record, answered, then))
+        return True
 
-    def compare(self, routing: Routing, record: Record, answered: Scored) -> None:
+    def compare(self, routing: Routing, record: Record, answered: Scored,
+                then: Callable[[Scored | None], None] | None = None) -> None:
         """Score the pass with the candidate and record the agreement; never raises (the caller is long gone)."""
-        candidate = routing.candidate
+        candidate, shadow = routing.candidate, None
         try:
             shadow = self.engine.score([record], Routing(candidate))[0]
             if self.metrics is not None:
@@ -48,3 +55,5 @@ class ShadowScorer:
                                              abs(shadow.score.positive - answered.score.positive))
         except Exception:  # noqa: BLE001 - a failing candidate must not disturb the service
             log.exception("shadow scoring with %s failed", candidate.version)
+        if then is not None:
+            then(shadow)

@@ -29,6 +29,8 @@ DIFFERENCE_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 
 BREAKER_CODES = {"off": -1, "closed": 0, "half-open": 1, "open": 2}
 #: Label values exported at 0 from the start, so queries and alerts see the series before the first event.
 CACHE_RESULTS = tuple(origin.metric for origin in ORIGINS)
+#: The outcomes of a prediction-log row, exported at 0 from the start.
+LOG_OUTCOMES = ("logged", "sampled_out", "dropped_queue_full", "dropped_spool_full")
 
 
 class ServiceMetrics:
@@ -63,6 +65,22 @@ class ServiceMetrics:
         self.shadow_difference = Histogram("regno_shadow_score_difference",
                                            "|candidate positive - current positive| of shadow-scored passes",
                                            ["current", "candidate"], buckets=DIFFERENCE_BUCKETS, registry=registry)
+        self.log_rows_total = Counter("regno_prediction_log_rows_total",
+                                      "Prediction-log rows by outcome: logged (written to the spool), sampled_out, "
+                                      "dropped_queue_full, dropped_spool_full", ["outcome"], registry=registry)
+        self.log_shipped_rows = Counter("regno_prediction_log_shipped_rows_total",
+                                        "Prediction-log rows the sink confirmed", registry=registry)
+        self.log_ship_failures = Counter("regno_prediction_log_ship_failures_total",
+                                         "Tries to ship a segment that failed (it stays in the spool)",
+                                         registry=registry)
+        self.log_spool_bytes = Gauge("regno_prediction_log_spool_bytes", "Bytes of unshipped segments in the spool",
+                                     multiprocess_mode="livemax", registry=registry)
+        self.log_segments_waiting = Gauge("regno_prediction_log_segments_waiting", "Sealed segments waiting to ship",
+                                          multiprocess_mode="livemax", registry=registry)
+        self.log_oldest_unshipped = Gauge("regno_prediction_log_oldest_unshipped_seconds",
+                                          "Age of the oldest row not yet shipped (0 when the spool is empty)",
+                                          multiprocess_mode="livemax", registry=registry)
+        self._log_outcomes: dict[str, Counter] = {}
         self._lookups: dict[str, Counter] = {}
         self._scored: dict[tuple[str, str], tuple] = {}
         self.workers_alive = Gauge("regno_workers_alive", "Worker processes serving", multiprocess_mode="livesum",
@@ -79,6 +97,10 @@ class ServiceMetrics:
             self.cache_lookups.labels(result).inc(0)  # inc(0) writes this worker's own zero
         for event in EVENTS:
             self.redis_events.labels(event).inc(0)
+        for outcome in LOG_OUTCOMES:
+            self.log_rows_total.labels(outcome).inc(0)
+        self.log_shipped_rows.inc(0)
+        self.log_ship_failures.inc(0)
 
     def model_changed(self, old: Scorer, new: Scorer) -> None:
         """A swap: the old model's info goes to 0, the new one's to 1."""
@@ -123,6 +145,27 @@ class ServiceMetrics:
         if by_model:
             self.features.observe(features_s)
             self.inference.observe(inference_s)
+
+    def log_rows(self, outcome: str, count: int = 1) -> None:
+        """Count prediction-log rows by outcome (LOG_OUTCOMES)."""
+        rows = self._log_outcomes.get(outcome)
+        if rows is None:
+            rows = self._log_outcomes[outcome] = self.log_rows_total.labels(outcome)
+        rows.inc(count)
+
+    def log_shipped(self, rows: int) -> None:
+        """rows of the prediction log reached the sink."""
+        self.log_shipped_rows.inc(rows)
+
+    def log_ship_failed(self) -> None:
+        """Shipping a segment failed."""
+        self.log_ship_failures.inc()
+
+    def log_spool(self, spool_bytes: int, waiting: int, oldest_s: float) -> None:
+        """The spool's state, as the shipper last saw it."""
+        self.log_spool_bytes.set(spool_bytes)
+        self.log_segments_waiting.set(waiting)
+        self.log_oldest_unshipped.set(oldest_s)
 
     def rejected(self, failures: dict[str, int]) -> None:
         """Count rejected records by the field at fault."""

@@ -1,0 +1,33 @@
+"""The prediction log: every scored pass as one row, spooled to local segment files off the request path.
+
+rows (what a row holds), spool (the bounded queue, the writer thread, segment files), shipper (sealed
+segments to the sink, once per spool), sinks (day-partitioned Parquet, or NATS JetStream), parquet_store
+(the Parquet layout and retention), query (`regno-log`, DuckDB over the files), sink_main
+(`regno-log-sink`, JetStream to Parquet).
+"""
+
+from __future__ import annotations
+
+from config import Settings
+from service.predictions.shipper import Shipper, ShipObserver, parquet_retention
+from service.predictions.sinks import sink_for
+from service.predictions.spool import LogObserver, PredictionLog
+
+
+def from_settings(settings: Settings, observer) -> tuple[PredictionLog | None, Shipper | None]:
+    """The log and its shipper the settings describe; (None, None) when PREDICTION_LOG_DIR is unset."""
+    if not settings.prediction_log_on:
+        return None, None
+    spool = settings.prediction_log_dir / "spool"
+    prediction_log = PredictionLog(spool, settings.prediction_log_queue_size, settings.prediction_log_segment_s,
+                                   settings.prediction_log_segment_bytes, settings.prediction_log_spool_max_bytes,
+                                   settings.prediction_log_sample, observer=observer)
+    sink = sink_for(settings.prediction_log_parquet, settings.prediction_log_nats_url,
+                    settings.prediction_log_nats_stream, settings.prediction_log_nats_subject)
+    # With JetStream, regno-log-sink writes the Parquet files and applies retention to them.
+    retention = None if settings.prediction_log_nats_url else parquet_retention(
+        settings.prediction_log_parquet, settings.prediction_log_retention_days)
+    return prediction_log, Shipper(spool, sink, observer, retention)
+
+
+__all__ = ["LogObserver", "PredictionLog", "ShipObserver", "Shipper", "from_settings"]

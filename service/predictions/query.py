@@ -1,0 +1,117 @@
+"""regno-log: read the prediction log's Parquet files with DuckDB, no server needed.
+
+    regno-log sql "SELECT model, count(*) FROM predictions GROUP BY model"
+    regno-log request REQUEST_ID
+    regno-log decided --model regno-sim-1 --day 2026-12-02 --like '{"camera_type": "...", ...}'
+    regno-log retention
+
+`predictions` is a view over PREDICTION_LOG_PARQUET_DIR (or PREDICTION_LOG_DIR/parquet, or --dir) with
+the day partition as a column. Rows are printed as JSON lines. Exit status 2 when the folder or the
+query is unusable, with one line saying why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Sequence
+
+import duckdb
+import orjson
+
+from config import Settings, SettingsError
+from service.predictions.parquet_store import parquet_glob, remove_older_than
+
+#: "Passes like this one": the same camera and the same plate templates, on the given day.
+DECIDED_SQL = """
+SELECT source, count(*) AS passes, round(avg(positive), 4) AS mean_positive,
+       count(*) FILTER (WHERE regno = afts_regno_ai) AS took_ai
+FROM predictions
+WHERE model = $model AND day = $day AND error IS NULL
+  AND camera_type = $camera_type AND camera_class = $camera_class
+  AND regexp_replace(regno_recognize, '[0-9]', '9', 'g') = regexp_replace($regno_recognize, '[0-9]', '9', 'g')
+GROUP BY source ORDER BY source
+"""
+
+
+def connect(root: Path):
+    """A DuckDB connection in memory with the view `predictions` over the Parquet files under root."""
+    if not any(root.glob("day=*/*.parquet")):
+        raise FileNotFoundError(f"no prediction-log Parquet files under {root}")
+    connection = duckdb.connect()
+    pattern = parquet_glob(root).replace("'", "''")
+    connection.execute(f"CREATE VIEW predictions AS SELECT * FROM read_parquet('{pattern}', "
+                       "hive_partitioning = true, union_by_name = true)")
+    return connection
+
+
+def rows(connection, sql: str, parameters: dict | None = None) -> list[dict]:
+    """The rows of a query as dicts."""
+    cursor = connection.execute(sql, parameters or {})
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, values)) for values in cursor.fetchall()]
+
+
+def by_request(root: Path, request_id: str) -> list[dict]:
+    """The rows logged for one request id (one per pass; a batch has several)."""
+    return rows(connect(root), "SELECT * FROM predictions WHERE request_id = $id ORDER BY ts", {"id": request_id})
+
+
+def decided(root: Path, model: str, day: date, like: dict) -> list[dict]:
+    """What model decided on day for passes like this one: by source, how many, the mean positive score."""
+    parameters = {"model": model, "day": day.isoformat(), "camera_type": like["camera_type"],
+                  "camera_class": like["camera_class"], "regno_recognize": like["regno_recognize"]}
+    return rows(connect(root), DECIDED_SQL, parameters)
+
+
+def _day(text: str) -> date:
+    """A day: YYYY-MM-DD, today or yesterday (UTC)."""
+    today = datetime.now(timezone.utc).date()
+    return {"today": today, "yesterday": today - timedelta(days=1)}.get(text) or date.fromisoformat(text)
+
+
+def _print(found: list[dict]) -> None:
+    for row in found:
+        sys.stdout.buffer.write(orjson.dumps(row, default=str, option=orjson.OPT_APPEND_NEWLINE))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run regno-log."""
+    parser = argparse.ArgumentParser(prog="regno-log", description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, help="the Parquet folder (default: from the settings)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("sql", help="run a query over the view `predictions`").add_argument("query")
+    commands.add_parser("request", help="the rows of one request id").add_argument("request_id")
+    decided_command = commands.add_parser("decided", help="what a model decided for passes like one record")
+    decided_command.add_argument("--model", required=True)
+    decided_command.add_argument("--day", type=_day, default="yesterday", help="YYYY-MM-DD, today or yesterday")
+    decided_command.add_argument("--like", required=True, help="the record, as JSON")
+    commands.add_parser("retention", help="remove the days older than PREDICTION_LOG_RETENTION_DAYS now")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        root = args.dir or settings.prediction_log_parquet
+        if root is None:
+            raise SettingsError("no log folder: set PREDICTION_LOG_DIR or PREDICTION_LOG_PARQUET_DIR, or pass --dir")
+        if args.command == "retention":
+            removed = remove_older_than(root, settings.prediction_log_retention_days, datetime.now(timezone.utc).date())
+            print(f"regno-log: removed {len(removed)} day(s){': ' + ', '.join(removed) if removed else ''}")
+        elif args.command == "sql":
+            _print(rows(connect(root), args.query))
+        elif args.command == "request":
+            _print(by_request(root, args.request_id))
+        else:
+            _print(decided(root, args.model, args.day, orjson.loads(args.like)))
+    except (SettingsError, FileNotFoundError, KeyError, orjson.JSONDecodeError) as error:
+        print(f"regno-log: {error}", file=sys.stderr)
+        return 2
+    except duckdb.Error as error:  # a bad query: DuckDB's first line says what
+        print(f"regno-log: {type(error).__name__}: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,158 @@
+"""The shipper: sealed segments to the sink, oldest first, deleted only once the sink has confirmed them.
+
+Every worker runs a shipper thread, but only one per spool works at a time: the one holding the flock on
+the spool's `.shipper.lock`. If that worker dies, the kernel drops its lock and another worker's shipper
+takes over. The working shipper also seals what dead writers left open (an open segment nobody holds
+the flock of), so the rows of a killed worker, or of a crashed host at its next start, are shipped too.
+It reports the spool's state (bytes, segments waiting, the oldest unshipped age) and applies retention.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Protocol
+
+from service.observe.throttled_log import ThrottledLog
+from service.predictions.parquet_store import remove_older_than
+from service.predictions.sinks import Sink
+from service.predictions.spool import OPEN, SEALED, fsync_folder, segment_started, spool_files
+
+log = logging.getLogger("regno")
+
+LOCK_FILE = ".shipper.lock"
+#: Seconds between two looks at the spool.
+POLL_S = 0.5
+#: Seconds between retention passes.
+RETENTION_EVERY_S = 3600.0
+#: Longest wait between two tries while the sink fails.
+MAX_BACKOFF_S = 5.0
+
+
+class ShipObserver(Protocol):
+    """What hears of shipping (service/observe/metrics.py's ServiceMetrics)."""
+
+    def log_shipped(self, rows: int) -> None:
+        """rows reached the sink."""
+
+    def log_ship_failed(self) -> None:
+        """A segment could not be shipped; it stays in the spool."""
+
+    def log_spool(self, spool_bytes: int, waiting: int, oldest_s: float) -> None:
+        """The spool holds spool_bytes in segments, waiting of them sealed, the oldest row oldest_s old."""
+
+
+class Shipper:
+    """Ships one spool's sealed segments to a sink, from whichever process holds the spool's lock."""
+
+    def __init__(self, spool: Path, sink: Sink, observer: ShipObserver | None = None,
+                 retention: Callable[[], list[str]] | None = None):
+        self.spool, self.sink, self.observer, self.retention = spool, sink, observer, retention
+        self._lock_fd: int | None = None
+        self._lock_pid: int | None = None
+        self._complaints = ThrottledLog(log, 10.0)
+        self._retained_at = -RETENTION_EVERY_S
+
+    def start(self) -> None:
+        """Ship in a daemon thread of this process, for as long as it lives."""
+        threading.Thread(target=self._run, name="prediction-log-shipper", daemon=True).start()
+
+    def holds_lock(self) -> bool:
+        """Take the spool's shipping lock if free; True while this process holds it."""
+        if self._lock_pid == os.getpid():
+            return True
+        descriptor = os.open(self.spool / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            return False
+        self._lock_fd, self._lock_pid = descriptor, os.getpid()
+        return True
+
+    def ship_once(self) -> int:
+        """Seal dead writers' segments, ship every sealed one, report; the rows shipped (raises if the sink fails)."""
+        self.seal_abandoned()
+        shipped = 0
+        try:
+            for path in [path for path in spool_files(self.spool) if path.suffix == SEALED]:
+                lines = path.read_bytes().splitlines(keepends=True)
+                self.sink.ship(path.stem, lines)
+                path.unlink()  # only now: the sink has the rows
+                shipped += len(lines)
+                if self.observer is not None:
+                    self.observer.log_shipped(len(lines))
+        finally:
+            self.report()
+        return shipped
+
+    def seal_abandoned(self) -> list[Path]:
+        """Seal the open segments whose writer is gone (their flock is free); the segments sealed."""
+        sealed = []
+        for path in [path for path in spool_files(self.spool) if path.suffix == OPEN]:
+            try:
+                descriptor = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # sealed by its writer meanwhile
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live writer holds it
+            finally:
+                os.close(descriptor)
+            if path.exists():
+                os.rename(path, path.with_suffix(SEALED))
+                sealed.append(path.with_suffix(SEALED))
+        if sealed:
+            fsync_folder(self.spool)
+            log.warning("prediction log: sealed %d segment(s) a stopped writer left open", len(sealed))
+        return sealed
+
+    def report(self) -> None:
+        """Tell the observer the spool's size, sealed segments waiting and the oldest unshipped row's age."""
+        if self.observer is None:
+            return
+        files = spool_files(self.spool)
+        size = 0
+        for path in files:
+            try:
+                size += path.stat().st_size
+            except FileNotFoundError:
+                pass
+        oldest = max(0.0, time.time() - segment_started(files[0])) if files else 0.0
+        self.observer.log_spool(size, sum(path.suffix == SEALED for path in files), oldest)
+
+    def _run(self) -> None:
+        backoff = POLL_S
+        while True:
+            try:
+                if self.holds_lock():
+                    self.ship_once()
+                    self._retain()
+                backoff = POLL_S
+            except Exception as error:  # noqa: BLE001 - the sink is down or refused: keep the spool, try again
+                if self.observer is not None:
+                    self.observer.log_ship_failed()
+                self._complaints.warning("prediction log: shipping failed, segments stay in the spool: %s: %s",
+                                         type(error).__name__, error)
+                backoff = min(MAX_BACKOFF_S, backoff * 2)
+            time.sleep(backoff)
+
+    def _retain(self) -> None:
+        """Apply retention once an hour."""
+        if self.retention is None or time.monotonic() - self._retained_at < RETENTION_EVERY_S:
+            return
+        self._retained_at = time.monotonic()
+        removed = self.retention()
+        if removed:
+            log.info("prediction log: retention removed %s", ", ".join(removed))
+
+
+def parquet_retention(root: Path, days: int) -> Callable[[], list[str]]:
+    """Retention of a Parquet folder: its day partitions older than days, by today's UTC date."""
+    return lambda: remove_older_than(root, days, datetime.now(timezone.utc).date())

@@ -1,0 +1,254 @@
+"""The spool: a bounded queue the request thread puts rows on, and a writer thread that appends them to files.
+
+The request thread never waits: `log` samples, then puts the row on the queue, or drops and counts it when
+the queue is full. The writer thread takes rows in batches and appends each batch to this worker's open
+segment file with one write, and seals the segment (renames it from .open to .seg) once it is
+PREDICTION_LOG_SEGMENT_S old or PREDICTION_LOG_SEGMENT_BYTES big. A syncer thread fsyncs what was written,
+batch after batch: the writer never waits for the disk, so a row is in the file (and survives the worker
+being killed) moments after it was queued, and on the disk (surviving the host) once its fsync is done.
+A writer holds an flock on its open segment for as long as it writes there, so the shipper can tell a
+live writer's segment from a dead one's.
+When the spool holds PREDICTION_LOG_SPOOL_MAX_BYTES of unshipped segments, batches are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Protocol
+
+import orjson
+
+log = logging.getLogger("regno")
+
+#: Rows written with one write call, at most.
+WRITE_BATCH = 1000
+#: Seconds the syncer waits for more writes before it fsyncs (writes during an fsync wait for the next one).
+SYNC_S = 0.01
+#: Seconds between two scans of the spool's size.
+SCAN_S = 1.0
+OPEN, SEALED = ".open", ".seg"
+#: Markers the queue carries besides rows: seal the open segment; seal it and stop.
+_SEAL, _STOP = object(), object()
+
+
+class LogObserver(Protocol):
+    """What hears of the log's rows (service/observe/metrics.py's ServiceMetrics)."""
+
+    def log_rows(self, outcome: str, count: int = 1) -> None:
+        """count rows had this outcome: logged, sampled_out, dropped_queue_full, dropped_spool_full."""
+
+
+def segment_started(path: Path) -> float:
+    """When a segment's first row was written, from its name (seg-<ms>-<pid>-<seq>), in seconds since the epoch."""
+    return int(path.name.split("-")[1]) / 1000
+
+
+def spool_files(spool: Path) -> list[Path]:
+    """The spool's segment files, open and sealed, oldest first."""
+    return sorted((path for path in spool.glob("seg-*") if path.suffix in (OPEN, SEALED)), key=lambda p: p.name)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename or a new file in folder durable."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class _Segment:
+    """This writer's open segment file, locked while it is written."""
+
+    def __init__(self, spool: Path, sequence: int):
+        started_ms = int(time.time() * 1000)
+        self.path = spool / f"seg-{started_ms:013d}-{os.getpid()}-{sequence:06d}{OPEN}"
+        self.started = time.monotonic()
+        self.size = 0
+        # Created under a name the shipper ignores, locked, and only then named .open: an .open file whose
+        # lock is free is always a dead writer's, never one between its open and its flock.
+        creating = spool / f"new-{self.path.name}"
+        self.fd = os.open(creating, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)  # released by the kernel if this process dies: the shipper takes over
+        os.rename(creating, self.path)
+
+    def append(self, data: bytes) -> None:
+        """Append one batch (in the kernel's hands from here on; the syncer makes it durable)."""
+        os.write(self.fd, data)
+        self.size += len(data)
+
+    def seal(self) -> None:
+        """fsync, rename to .seg (shippable) while still locked, then close."""
+        os.fsync(self.fd)
+        os.rename(self.path, self.path.with_suffix(SEALED))
+        fsync_folder(self.path.parent)
+        os.close(self.fd)
+
+
+class PredictionLog:
+    """Takes rows without blocking and writes them to segment files from a thread of this process."""
+
+    def __init__(self, spool: Path, queue_size: int, segment_s: float, segment_bytes: int, spool_max_bytes: int,
+                 sample: float = 1.0, observer: LogObserver | None = None):
+        self.spool = spool
+        self.queue_size = queue_size
+        self.segment_s, self.segment_bytes, self.spool_max_bytes = segment_s, segment_bytes, spool_max_bytes
+        self.sample = sample
+        self.observer = observer
+        spool.mkdir(parents=True, exist_ok=True)
+        self._pid: int | None = None
+        self._queue: queue.Queue = queue.Queue(queue_size)
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._segment: _Segment | None = None
+        #: Held while the open segment is fsynced or sealed, so the syncer never fsyncs a closed file.
+        self._segment_lock = threading.Lock()
+        self._written = threading.Event()
+        self._sequence = 0
+        self._spool_bytes, self._scanned = 0, -SCAN_S
+
+    def log(self, row: tuple) -> None:
+        """Queue one row for the writer, or drop it (sampled out, or the queue full); never blocks."""
+        if self._pid != os.getpid():
+            self.start()
+        if self.sample < 1.0 and random.random() >= self.sample:
+            self._count("sampled_out")
+            return
+        try:
+            self._queue.put_nowait(row)
+        except queue.Full:
+            self._count("dropped_queue_full")
+
+    def start(self) -> None:
+        """Start this process's writer thread (threads and queues do not survive a fork: each worker starts its own)."""
+        with self._start_lock:
+            if self._pid == os.getpid():
+                return
+            self._queue = queue.Queue(self.queue_size)
+            self._segment, self._pid = None, os.getpid()
+            self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
+            self._thread.start()
+            threading.Thread(target=self._sync, name="prediction-log-syncer", daemon=True).start()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Write what is queued, seal the open segment and stop the writer (a worker's clean exit)."""
+        if self._pid != os.getpid() or self._thread is None:
+            return
+        try:
+            self._queue.put(_STOP, timeout=timeout_s)
+        except queue.Full:
+            log.warning("prediction log: the writer did not take the stop in %.0f s", timeout_s)
+            return
+        self._thread.join(timeout_s)
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Write every queued row and seal the open segment; True when done in time (tests, benchmarks)."""
+        if self._pid != os.getpid():
+            return True
+        deadline = time.monotonic() + timeout_s
+        try:
+            self._queue.put(_SEAL, timeout=timeout_s)
+        except queue.Full:
+            return False
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return not self._queue.unfinished_tasks
+
+    def _count(self, outcome: str, count: int = 1) -> None:
+        if self.observer is not None:
+            self.observer.log_rows(outcome, count)
+
+    def _run(self) -> None:
+        """Write batches as they come; seal on age, size, request or stop. Never dies on an error."""
+        while True:
+            try:
+                batch = self._take()
+                marker = batch[-1] if batch and (batch[-1] is _SEAL or batch[-1] is _STOP) else None
+                rows = batch[:-1] if marker is not None else batch
+                if rows:
+                    self._write(rows)
+                if marker is not None or self._due():
+                    self._seal()
+                for _ in batch:
+                    self._queue.task_done()
+                if marker is _STOP:
+                    return
+            except Exception:  # noqa: BLE001 - the writer must outlive a full disk or a surprise; it is logged
+                log.exception("prediction log writer failed; it goes on")
+                time.sleep(0.1)
+
+    def _take(self) -> list:
+        """The next batch: waits for a first row until the open segment is due, then takes what is queued."""
+        timeout = SCAN_S
+        if self._segment is not None:
+            timeout = max(0.01, self.segment_s - (time.monotonic() - self._segment.started))
+        try:
+            batch = [self._queue.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while len(batch) < WRITE_BATCH and batch[-1] is not _STOP and batch[-1] is not _SEAL:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _write(self, rows: list) -> None:
+        """Append rows to the open segment (opening one if needed), or drop them when the spool is full."""
+        data = b"".join(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in rows)
+        if self._spool_size() + len(data) > self.spool_max_bytes:
+            self._count("dropped_spool_full", len(rows))
+            return
+        if self._segment is None:
+            self._sequence += 1
+            self._segment = _Segment(self.spool, self._sequence)
+        self._segment.append(data)
+        self._written.set()
+        self._spool_bytes += len(data)
+        self._count("logged", len(rows))
+
+    def _due(self) -> bool:
+        """True when the open segment is old or big enough to seal."""
+        segment = self._segment
+        return segment is not None and (segment.size >= self.segment_bytes
+                                        or time.monotonic() - segment.started >= self.segment_s)
+
+    def _seal(self) -> None:
+        """Seal the open segment, if any."""
+        with self._segment_lock:
+            if self._segment is not None:
+                self._segment.seal()
+                self._segment = None
+
+    def _sync(self) -> None:
+        """fsync the open segment after each round of writes, for as long as the process lives."""
+        while True:
+            self._written.wait()
+            time.sleep(SYNC_S)  # let a burst of batches share one fsync
+            self._written.clear()
+            try:
+                with self._segment_lock:
+                    if self._segment is not None:
+                        os.fsync(self._segment.fd)
+            except OSError:  # noqa: BLE001 - logged; the next round tries again, sealing fsyncs anyway
+                log.exception("prediction log: fsync failed")
+
+    def _spool_size(self) -> int:
+        """Bytes of segments in the spool, scanned at most once a second and counted on between scans."""
+        now = time.monotonic()
+        if now - self._scanned >= SCAN_S:
+            total = 0
+            for path in spool_files(self.spool):
+                try:
+                    total += path.stat().st_size
+                except FileNotFoundError:  # shipped meanwhile
+                    pass
+            self._spool_bytes, self._scanned = total, now
+        return self._spool_bytes
