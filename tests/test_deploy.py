@@ -70,8 +70,8 @@ def _configmap() -> dict[str, str]:
 def test_compose_file_is_valid_compose_spec():
     """The compose-spec parser (compose_spec, from PyPI) accepts the file, with every service we expect."""
     compose = PyCompose.from_yaml((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
-    assert sorted(compose.service_names()) == ["api", "grafana", "locust", "nginx-exporter", "prometheus", "proxy",
-                                               "proxy-answers", "proxy-config", "redis"]
+    assert sorted(compose.service_names()) == ["api", "grafana", "locust", "nats", "nginx-exporter", "prediction-sink",
+                                               "prometheus", "proxy", "proxy-answers", "proxy-config", "redis"]
 
 
 def test_hadolint_passes_the_dockerfile():
@@ -171,6 +171,34 @@ def test_ports_agree():
     prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
     assert prometheus["scrape_configs"][0]["static_configs"][0]["targets"] == [f"proxy:{PUBLIC_PORT}"]
     assert _k8s("Service", "regno-api")["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_the_prediction_log_ships_to_nats_and_the_sink_writes_parquet():
+    """compose's api and the ConfigMap turn the log on and ship to NATS; the sink runs regno-log-sink to Parquet."""
+    api_env, sink = COMPOSE["services"]["api"]["environment"], COMPOSE["services"]["prediction-sink"]
+    for env in (api_env, _configmap()):
+        assert env["PREDICTION_LOG_DIR"] == "/var/lib/regno/predictions"
+        assert env["PREDICTION_LOG_NATS_URL"] == "nats://nats:4222"
+    assert "prediction-spool:/var/lib/regno/predictions" in COMPOSE["services"]["api"]["volumes"]
+    assert COMPOSE["services"]["api"]["depends_on"]["nats"]["condition"] == "service_healthy"
+    assert {"name": "prediction-spool", "mountPath": "/var/lib/regno/predictions"} in _api_container()["volumeMounts"]
+    assert sink["command"] == ["regno-log-sink"] and sink["image"] == COMPOSE["services"]["api"]["image"]
+    assert sink["environment"]["PREDICTION_LOG_NATS_URL"] == api_env["PREDICTION_LOG_NATS_URL"]
+    assert sink["environment"]["PREDICTION_LOG_PARQUET_DIR"] == "/var/lib/regno/parquet"
+    assert "prediction-parquet:/var/lib/regno/parquet" in sink["volumes"]
+    pod = _k8s("Deployment", "regno-log-sink")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["regno-log-sink"] and container["image"] == _api_container()["image"]
+    assert container["envFrom"] == _api_container()["envFrom"]
+    assert {"name": "PREDICTION_LOG_PARQUET_DIR", "value": "/var/lib/regno/parquet"} in container["env"]
+    claim = next(volume for volume in pod["volumes"] if volume["name"] == "parquet")
+    assert _k8s("PersistentVolumeClaim", claim["persistentVolumeClaim"]["claimName"])
+    assert _k8s("Service", "nats")["spec"]["ports"][0]["port"] == 4222
+    # Both ends agree, and the settings pass the service's own checks.
+    sink_settings = Settings.from_env({**_configmap(), **{v["name"]: v["value"] for v in container["env"]}})
+    assert str(sink_settings.prediction_log_parquet) == "/var/lib/regno/parquet"
+    Settings.from_env({**_configmap(), "API_KEYS": "k"}).check()
+    Settings.from_env({**api_env, "API_KEYS": "k"}).check()
 
 
 def test_every_shipped_proxy_configuration_passes_nginx_t(tmp_path):
@@ -306,13 +334,10 @@ def test_the_image_install_step_gives_a_working_service(tmp_path):
     finally:
         log = stop(server)
     assert f"loaded from {site}" in log
-    # regno-score with the service's own dependencies: CSV works, Parquet says in one line what it needs.
+    # regno-score with the service's own dependencies: CSV in, CSV and Parquet out.
     passes = tmp_path / "passes.csv"
     write_records(passes, simulate_records(30, seed=8))
-    scored = subprocess.run([str(venv / "bin" / "regno-score"), str(passes)], cwd=tmp_path, env=server_env,
-                            capture_output=True, text=True, timeout=120)
-    assert scored.returncode == 0 and "30 rows, 30 scored, 0 failed" in scored.stderr, scored.stderr
-    parquet = subprocess.run([str(venv / "bin" / "regno-score"), str(passes), "-o", str(tmp_path / "out.parquet")],
-                             cwd=tmp_path, env=server_env, capture_output=True, text=True, timeout=120)
-    assert parquet.returncode == 2 and parquet.stderr.count("\n") == 1, parquet.stderr
-    assert "pip install 'regno-api[files]'" in parquet.stderr
+    for output in ("passes.scored.csv", "passes.parquet"):
+        scored = subprocess.run([str(venv / "bin" / "regno-score"), str(passes), "-o", str(tmp_path / output)],
+                                cwd=tmp_path, env=server_env, capture_output=True, text=True, timeout=120)
+        assert scored.returncode == 0 and "30 rows, 30 scored, 0 failed" in scored.stderr, scored.stderr
