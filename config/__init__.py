@@ -150,7 +150,7 @@ class Settings:
     prediction_log_sample: float = 1.0
     #: Days of Parquet partitions kept; older days are removed; 0 keeps everything.
     prediction_log_retention_days: int = 30
-    #: Rows waiting for the writer thread in each worker; past this a row is dropped and counted.
+    #: Rows (about 1 kB each) a worker's journal holds for its writer; past this a row is dropped and counted.
     prediction_log_queue_size: int = 10_000
     #: Seconds after which the open segment file is sealed and may be shipped.
     prediction_log_segment_s: float = 10.0

@@ -243,3 +243,20 @@ def test_a_nats_outage_spools_and_everything_arrives_once_it_is_back(tmp_path):
     assert not missing, f"{len(missing)} answered requests have no row"
     assert all(counts[request_id] == 1 for request_id in load.answered)
     assert set(counts) == set(load.answered)
+
+
+def test_a_journal_outlives_the_process_that_wrote_it(tmp_path):
+    """Rows put in a journal are there after its process is SIGKILLed; a live process's journal is not taken."""
+    from service.predictions.journal import Journal, recover
+
+    script = (f"import os, signal, sys\nfrom pathlib import Path\nfrom service.predictions.journal import Journal\n"
+              f"journal = Journal(Path({str(tmp_path / 'journal-1-2.journal')!r}), 4096)\n"
+              f"for n in range(3): journal.put(b'[%d]\\n' % n)\n"
+              f"journal.taken(journal.pending()[0] - 4)\n"  # the writer took the first two rows, not the third
+              f"journal.put(b'[3]\\n')\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, timeout=60)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert recover(tmp_path / "journal-1-2.journal") == b"[2]\n[3]\n"
+    alive = Journal(tmp_path / "journal-3-4.journal", 4096)
+    alive.put(b"[9]\n")
+    assert recover(tmp_path / "journal-3-4.journal") is None

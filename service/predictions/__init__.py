@@ -1,9 +1,9 @@
 """The prediction log: every scored pass as one row, spooled to local segment files off the request path.
 
-rows (what a row holds), spool (the bounded queue, the writer thread, segment files), shipper (sealed
-segments to the sink, once per spool), sinks (day-partitioned Parquet, or NATS JetStream), parquet_store
-(the Parquet layout and retention), query (`regno-log`, DuckDB over the files), sink_main
-(`regno-log-sink`, JetStream to Parquet).
+rows (what a row holds), journal (a worker's bounded queue, surviving the worker), spool (the writer
+thread, segment files), shipper (sealed segments to the sink, once per spool), sinks (day-partitioned
+Parquet, or NATS JetStream), parquet_store (the Parquet layout and retention), query (`regno-log`,
+DuckDB over the files), sink_main (`regno-log-sink`, JetStream to Parquet).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from service.observe.throttled_log import ThrottledLog
+from service.predictions.journal import SUFFIX as JOURNAL, recover
 from service.predictions.parquet_store import remove_older_than
 from service.predictions.sinks import Sink
 from service.predictions.spool import OPEN, SEALED, fsync_folder, segment_started, spool_files
@@ -92,8 +93,8 @@ class Shipper:
         return shipped
 
     def seal_abandoned(self) -> list[Path]:
-        """Seal the open segments whose writer is gone (their flock is free); the segments sealed."""
-        sealed = []
+        """Seal what dead writers left (open segments and journals whose flock is free); the segments sealed."""
+        sealed = self.recover_journals()
         for path in [path for path in spool_files(self.spool) if path.suffix == OPEN]:
             try:
                 descriptor = os.open(path, os.O_RDONLY)
@@ -111,6 +112,27 @@ class Shipper:
         if sealed:
             fsync_folder(self.spool)
             log.warning("prediction log: sealed %d segment(s) a stopped writer left open", len(sealed))
+        return sealed
+
+    def recover_journals(self) -> list[Path]:
+        """Turn the rows left in dead workers' journals into sealed segments, then delete the journals."""
+        sealed = []
+        for path in sorted(self.spool.glob(f"journal-*{JOURNAL}")):
+            data = recover(path)
+            if data is None:
+                continue  # its worker lives
+            if data:
+                # Named after the journal: recovering the same journal twice writes the same segment.
+                _, started_ms, pid = path.stem.split("-")
+                segment = self.spool / f"seg-{started_ms}-{pid}-journal{SEALED}"
+                temporary = self.spool / f"new-{segment.name}"
+                with open(temporary, "wb") as stream:
+                    stream.write(data)
+                    stream.flush()
+                    os.fsync(stream.fileno())
+                os.rename(temporary, segment)
+                sealed.append(segment)
+            path.unlink()
         return sealed
 
     def report(self) -> None:

@@ -1,14 +1,15 @@
 """The spool: a bounded queue the request thread puts rows on, and a writer thread that appends them to files.
 
-The request thread never waits: `log` samples, then puts the row on the queue, or drops and counts it when
-the queue is full. The writer thread takes rows in batches and appends each batch to this worker's open
-segment file with one write, and seals the segment (renames it from .open to .seg) once it is
-PREDICTION_LOG_SEGMENT_S old or PREDICTION_LOG_SEGMENT_BYTES big. A syncer thread fsyncs what was written,
-batch after batch: the writer never waits for the disk, so a row is in the file (and survives the worker
-being killed) moments after it was queued, and on the disk (surviving the host) once its fsync is done.
-A writer holds an flock on its open segment for as long as it writes there, so the shipper can tell a
-live writer's segment from a dead one's.
-When the spool holds PREDICTION_LOG_SPOOL_MAX_BYTES of unshipped segments, batches are dropped and counted.
+The request thread never waits: `log` samples, then puts the row in the worker's journal (journal.py: a
+bounded queue in memory that a killed worker leaves behind), or drops and counts it when the journal is
+full. The writer thread takes what the journal holds and appends it to this worker's open segment file
+with one write, and seals the segment (renames it from .open to .seg) once it is
+PREDICTION_LOG_SEGMENT_S old or PREDICTION_LOG_SEGMENT_BYTES big. A syncer thread fsyncs what was
+written, batch after batch, so the writer never waits for the disk: a row survives the worker from the
+moment it is in the journal, and the host once its fsync is done. A writer holds an flock on its journal
+and its open segment for as long as it lives, so the shipper can tell a live writer's files from a dead
+one's. When the spool holds PREDICTION_LOG_SPOOL_MAX_BYTES of unshipped segments, rows are dropped and
+counted.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import queue
 import random
 import threading
 import time
@@ -25,17 +25,17 @@ from typing import Protocol
 
 import orjson
 
+from service.predictions.journal import SUFFIX as JOURNAL, Journal
+
 log = logging.getLogger("regno")
 
-#: Rows written with one write call, at most.
-WRITE_BATCH = 1000
+#: Bytes of journal per row of PREDICTION_LOG_QUEUE_SIZE (a row is about 700 bytes of JSON).
+ROW_BYTES = 1024
 #: Seconds the syncer waits for more writes before it fsyncs (writes during an fsync wait for the next one).
 SYNC_S = 0.01
 #: Seconds between two scans of the spool's size.
 SCAN_S = 1.0
 OPEN, SEALED = ".open", ".seg"
-#: Markers the queue carries besides rows: seal the open segment; seal it and stop.
-_SEAL, _STOP = object(), object()
 
 
 class LogObserver(Protocol):
@@ -93,7 +93,7 @@ class _Segment:
 
 
 class PredictionLog:
-    """Takes rows without blocking and writes them to segment files from a thread of this process."""
+    """Takes rows without blocking and writes them to segment files from threads of this process."""
 
     def __init__(self, spool: Path, queue_size: int, segment_s: float, segment_bytes: int, spool_max_bytes: int,
                  sample: float = 1.0, observer: LogObserver | None = None):
@@ -104,9 +104,12 @@ class PredictionLog:
         self.observer = observer
         spool.mkdir(parents=True, exist_ok=True)
         self._pid: int | None = None
-        self._queue: queue.Queue = queue.Queue(queue_size)
+        self._journal: Journal | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._ready = threading.Event()  # set by log(): there is something to write
+        self._seal_requested = threading.Event()
+        self._stopping = False
         self._segment: _Segment | None = None
         #: Held while the open segment is fsynced or sealed, so the syncer never fsyncs a closed file.
         self._segment_lock = threading.Lock()
@@ -115,96 +118,85 @@ class PredictionLog:
         self._spool_bytes, self._scanned = 0, -SCAN_S
 
     def log(self, row: tuple) -> None:
-        """Queue one row for the writer, or drop it (sampled out, or the queue full); never blocks."""
+        """Put one row in this worker's journal for the writer, or drop it (sampled out, or full); never blocks."""
         if self._pid != os.getpid():
             self.start()
         if self.sample < 1.0 and random.random() >= self.sample:
             self._count("sampled_out")
             return
-        try:
-            self._queue.put_nowait(row)
-        except queue.Full:
+        if self._journal.put(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)):
+            self._ready.set()
+        else:
             self._count("dropped_queue_full")
 
     def start(self) -> None:
-        """Start this process's writer thread (threads and queues do not survive a fork: each worker starts its own)."""
+        """Start this process's journal and threads (none survive a fork: each worker starts its own)."""
         with self._start_lock:
             if self._pid == os.getpid():
                 return
-            self._queue = queue.Queue(self.queue_size)
-            self._segment, self._pid = None, os.getpid()
+            self._segment, self._stopping, self._pid = None, False, os.getpid()
+            started_ms = int(time.time() * 1000)
+            self._journal = Journal(self.spool / f"journal-{started_ms:013d}-{os.getpid()}{JOURNAL}",
+                                    self.queue_size * ROW_BYTES)
             self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
             self._thread.start()
             threading.Thread(target=self._sync, name="prediction-log-syncer", daemon=True).start()
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Write what is queued, seal the open segment and stop the writer (a worker's clean exit)."""
+        """Write what the journal holds, seal the open segment, stop the writer (a worker's clean exit)."""
         if self._pid != os.getpid() or self._thread is None:
             return
-        try:
-            self._queue.put(_STOP, timeout=timeout_s)
-        except queue.Full:
-            log.warning("prediction log: the writer did not take the stop in %.0f s", timeout_s)
-            return
+        self._stopping = True
+        self._ready.set()
         self._thread.join(timeout_s)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
-        """Write every queued row and seal the open segment; True when done in time (tests, benchmarks)."""
+        """Write every row the journal holds and seal the open segment; True when done in time (tests, benchmarks)."""
         if self._pid != os.getpid():
             return True
+        self._seal_requested.set()
+        self._ready.set()
         deadline = time.monotonic() + timeout_s
-        try:
-            self._queue.put(_SEAL, timeout=timeout_s)
-        except queue.Full:
-            return False
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+        while (self._seal_requested.is_set() or not self._journal.empty()) and time.monotonic() < deadline:
             time.sleep(0.005)
-        return not self._queue.unfinished_tasks
+        return not self._seal_requested.is_set() and self._journal.empty()
 
     def _count(self, outcome: str, count: int = 1) -> None:
         if self.observer is not None:
             self.observer.log_rows(outcome, count)
 
     def _run(self) -> None:
-        """Write batches as they come; seal on age, size, request or stop. Never dies on an error."""
+        """Write what the journal holds as it comes; seal on age, size, request or stop. Never dies on an error."""
         while True:
             try:
-                batch = self._take()
-                marker = batch[-1] if batch and (batch[-1] is _SEAL or batch[-1] is _STOP) else None
-                rows = batch[:-1] if marker is not None else batch
-                if rows:
-                    self._write(rows)
-                if marker is not None or self._due():
+                self._ready.wait(self._wait_s())
+                self._ready.clear()
+                end, data = self._journal.pending()
+                if data:
+                    self._write(data)
+                    self._journal.taken(end)
+                stopping = self._stopping and self._journal.empty()
+                if stopping or self._seal_requested.is_set() or self._due():
                     self._seal()
-                for _ in batch:
-                    self._queue.task_done()
-                if marker is _STOP:
+                    self._seal_requested.clear()
+                if stopping:
+                    self._journal.close()  # everything is in a sealed segment now
                     return
             except Exception:  # noqa: BLE001 - the writer must outlive a full disk or a surprise; it is logged
                 log.exception("prediction log writer failed; it goes on")
                 time.sleep(0.1)
 
-    def _take(self) -> list:
-        """The next batch: waits for a first row until the open segment is due, then takes what is queued."""
-        timeout = SCAN_S
-        if self._segment is not None:
-            timeout = max(0.01, self.segment_s - (time.monotonic() - self._segment.started))
-        try:
-            batch = [self._queue.get(timeout=timeout)]
-        except queue.Empty:
-            return []
-        while len(batch) < WRITE_BATCH and batch[-1] is not _STOP and batch[-1] is not _SEAL:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return batch
+    def _wait_s(self) -> float:
+        """How long to wait for rows: until the open segment is due, or a second."""
+        if self._segment is None:
+            return SCAN_S
+        return max(0.01, self.segment_s - (time.monotonic() - self._segment.started))
 
-    def _write(self, rows: list) -> None:
+    def _write(self, data: bytes) -> None:
         """Append rows to the open segment (opening one if needed), or drop them when the spool is full."""
-        data = b"".join(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in rows)
+        rows = data.count(b"\n")
         if self._spool_size() + len(data) > self.spool_max_bytes:
-            self._count("dropped_spool_full", len(rows))
+            self._count("dropped_spool_full", rows)
             return
         if self._segment is None:
             self._sequence += 1
@@ -212,7 +204,7 @@ class PredictionLog:
         self._segment.append(data)
         self._written.set()
         self._spool_bytes += len(data)
-        self._count("logged", len(rows))
+        self._count("logged", rows)
 
     def _due(self) -> bool:
         """True when the open segment is old or big enough to seal."""
