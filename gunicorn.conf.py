@@ -23,6 +23,8 @@ _metrics_dir.mkdir(parents=True, exist_ok=True)  # emptied in on_starting, which
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 # The workers' heartbeat files are touched every few seconds: on tmpfs too, when there is one.
 worker_tmp_dir = _shm
+# Processes the master starts beside the workers (the prediction log's shipper), stopped in on_exit.
+_children: list = []
 
 wsgi_app = "service.wsgi:app"
 bind = [_settings.bind]
@@ -52,11 +54,17 @@ def on_starting(server):
 
 
 def when_ready(server):
-    """Freeze what the master loaded (the model first): forked workers then share those pages, as the GC never writes them."""
+    """Freeze what the master loaded (the model first): forked workers then share those pages, as the GC never writes them.
+
+    Then start the prediction log's shipper, a process of its own at low priority, when the log is on.
+    """
     import gc
+    import subprocess
 
     gc.collect()
     gc.freeze()
+    if _settings.prediction_log_on:
+        _children.append(subprocess.Popen([sys.executable, "-m", "service.predictions.ship_main"]))
 
 
 def post_worker_init(worker):
@@ -81,6 +89,12 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    """Remove the metrics folder if this run made it."""
+    """Stop the shipper (it ships what the workers sealed on their way out); remove the metrics folder if ours."""
+    for child in _children:
+        child.terminate()
+        try:
+            child.wait(30)
+        except Exception:  # noqa: BLE001 - a shipper that will not stop is killed; its segments ship next time
+            child.kill()
     if _metrics_dir_is_ours:
         shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -36,7 +36,7 @@ from loadtest.bench_cache import start_redis
 from loadtest.bench_overhead import SentrySink
 from loadtest.bench_record import machine
 from training.simulate import simulate_records
-from loadtest.servers import GUNICORN, children, free_port, service_env, start, start_stack, stop
+from loadtest.servers import GUNICORN, free_port, service_env, start, start_stack, stop, workers_of
 
 KEY = "bench-key"
 #: Records per POST /reg/batch in the batch scenario.
@@ -122,7 +122,7 @@ def serve(app: str, env: dict, folder: Path, workers: int, probe: bytes):
     while True:
         try:
             if (requests.post(f"{server.base_url}/reg/", data=probe, headers=headers, timeout=10).status_code == 200
-                    and len(children(server.process.pid)) == workers):
+                    and len(workers_of(server.process.pid)) == workers):
                 server.pid_of_master = server.process.pid
                 return server
         except requests.ConnectionError:
@@ -141,7 +141,7 @@ def measure(name: str, app: str, env: dict, script: Path, args, folder: Path, pr
         run_wrk(f"{server.base_url}/reg/", script, 2, args.connections)  # warm-up
         rate, p50, p99 = run_wrk(f"{server.base_url}/reg/", script, args.seconds, args.connections)
         master = server.pid_of_master  # gunicorn's, also behind the proxy (nginx's few MiB are not counted)
-        pids = [("master", master)] + [(f"worker {i + 1}", pid) for i, pid in enumerate(children(master))]
+        pids = [("master", master)] + [(f"worker {i + 1}", pid) for i, pid in enumerate(workers_of(master))]
         usage = [(label, *memory(pid)) for label, pid in pids]
     finally:
         stop(server)
@@ -168,8 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     common = {"API_KEYS": KEY, "WORKER_CLASS": args.worker_class, "THREADS": str(args.threads)}
     service = {**common, "SENTRY_DSN": f"http://key@127.0.0.1:{sink.server_address[1]}/1"}
     with_redis = {**service, "REDIS_URL": redis_url}
-    # Every pass logged: spooled, sealed and shipped to Parquet by the workers' own threads while wrk runs.
-    with_log = {**service, "PREDICTION_LOG_DIR": str(folder / "prediction-log")}
+    # Every pass logged: spooled, sealed and shipped to Parquet by the workers' own threads while wrk runs
+    # (segments sealed every 2 s, so shipping falls inside the measured seconds).
+    with_log = {**service, "PREDICTION_LOG_DIR": str(folder / "prediction-log"), "PREDICTION_LOG_SEGMENT_S": "2"}
     records = simulate_records(1000, seed=11)
     marked = [dict(record, recognition_accuracy="__ACC__") for record in records]
     unique = lua_script([orjson.dumps(record) for record in marked], "unique", folder)

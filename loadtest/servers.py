@@ -47,13 +47,25 @@ class Server:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
     def worker_pids(self) -> list[int]:
-        """PIDs of the started process's children (gunicorn's workers, when it is gunicorn)."""
-        return children(self.process.pid)
+        """PIDs of gunicorn's workers, when the started process is gunicorn."""
+        return workers_of(self.process.pid)
 
 
 def children(pid: int) -> list[int]:
     """PIDs of a process's direct children."""
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def workers_of(master: int) -> list[int]:
+    """gunicorn's workers among a master's children: forked, so they share its command line (the prediction
+    log's shipper, which the master also starts, has its own)."""
+    def command(pid: int) -> bytes:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:
+            return b""
+
+    return [child for child in children(master) if command(child) == command(master)]
 
 
 def wait_until_ready(server: Server, seconds: float = 30.0) -> None:
@@ -200,7 +212,8 @@ class Stack(Server):
 
     def gunicorn_pid(self) -> int:
         """The gunicorn master started by the supervisor."""
-        return next(pid for pid in self.worker_pids() if "gunicorn" in Path(f"/proc/{pid}/cmdline").read_text())
+        return next(pid for pid in children(self.process.pid)
+                    if "gunicorn" in Path(f"/proc/{pid}/cmdline").read_text())
 
 
 def wait_for_line(server: Server, text: str, seconds: float = 120.0) -> None:

@@ -121,7 +121,8 @@ def start_worker(app: Flask) -> None:
         current.metrics.worker_started(current.scorer, current.cache.breaker_state)
     if current.prediction_log is not None:
         current.prediction_log.start()
-        current.shipper.start()  # one per worker; the one that holds the spool's lock ships
+        # gunicorn.conf.py runs the spool's shipper in a process of its own; this one stands by in case it stops.
+        current.shipper.start(standby=True)
     log.info("worker warmed up: probe positive=%.6f", score.positive)
 
 

@@ -70,7 +70,7 @@ def test_environment_wins_over_make_run_defaults(tmp_path, record):
         response = _record_post(server, record, "env-key")
         assert response.status_code == 200
         assert response.json()["body"]["model"] == "from-the-environment"
-        (gunicorn_master,) = server.worker_pids()  # make's one child is gunicorn's master
+        (gunicorn_master,) = children(server.process.pid)  # make's one child is gunicorn's master
         assert len(children(gunicorn_master)) == 3
     finally:
         stop(server)

@@ -1,9 +1,10 @@
 """The prediction log: every scored pass as one row, spooled to local segment files off the request path.
 
 rows (what a row holds), journal (a worker's bounded queue, surviving the worker), spool (the writer
-thread, segment files), shipper (sealed segments to the sink, once per spool), sinks (day-partitioned
-Parquet, or NATS JetStream), parquet_store (the Parquet layout and retention), query (`regno-log`,
-DuckDB over the files), sink_main (`regno-log-sink`, JetStream to Parquet).
+thread, segment files), shipper (sealed segments to the sink, once per spool) and ship_main (the
+shipper as a process beside gunicorn's workers), sinks (day-partitioned Parquet, or NATS JetStream),
+parquet_store (the Parquet layout and retention), query (`regno-log`, DuckDB over the files),
+sink_main (`regno-log-sink`, JetStream to Parquet).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ def from_settings(settings: Settings, observer) -> tuple[PredictionLog | None, S
     """The log and its shipper the settings describe; (None, None) when PREDICTION_LOG_DIR is unset."""
     if not settings.prediction_log_on:
         return None, None
+    # The shipper writes Parquet: import pyarrow here, in gunicorn's master when it preloads the app, so the
+    # workers share it instead of each paying about half a second of CPU for the import while serving.
+    import pyarrow.parquet  # noqa: F401
     spool = settings.prediction_log_dir / "spool"
     prediction_log = PredictionLog(spool, settings.prediction_log_queue_size, settings.prediction_log_segment_s,
                                    settings.prediction_log_segment_bytes, settings.prediction_log_spool_max_bytes,

@@ -1,9 +1,11 @@
 """The shipper: sealed segments to the sink, oldest first, deleted only once the sink has confirmed them.
 
-Every worker runs a shipper thread, but only one per spool works at a time: the one holding the flock on
-the spool's `.shipper.lock`. If that worker dies, the kernel drops its lock and another worker's shipper
-takes over. The working shipper also seals what dead writers left open (an open segment nobody holds
-the flock of), so the rows of a killed worker, or of a crashed host at its next start, are shipped too.
+Only one shipper per spool works at a time: the one holding the flock on the spool's `.shipper.lock`.
+Under gunicorn that is a process of its own at low priority (ship_main.py); each worker also runs a
+shipper thread that stands by and takes the lock only when the spool's oldest segment has waited over
+STANDBY_S, so a dead shipper is replaced. Without gunicorn (one process) the thread ships itself. The
+working shipper also seals what dead writers left (journals and open segments nobody holds the flock of),
+so the rows of a killed worker, or of a crashed host at its next start, are shipped too.
 It reports the spool's state (bytes, segments waiting, the oldest unshipped age) and applies retention.
 """
 
@@ -33,6 +35,8 @@ POLL_S = 0.5
 RETENTION_EVERY_S = 3600.0
 #: Longest wait between two tries while the sink fails.
 MAX_BACKOFF_S = 5.0
+#: Seconds the oldest sealed segment may wait before a standing-by shipper takes over.
+STANDBY_S = 30.0
 
 
 class ShipObserver(Protocol):
@@ -58,10 +62,33 @@ class Shipper:
         self._lock_pid: int | None = None
         self._complaints = ThrottledLog(log, 10.0)
         self._retained_at = -RETENTION_EVERY_S
+        self._next_try = 0.0
+        self._backoff = POLL_S
 
-    def start(self) -> None:
-        """Ship in a daemon thread of this process, for as long as it lives."""
-        threading.Thread(target=self._run, name="prediction-log-shipper", daemon=True).start()
+    def start(self, standby: bool = False) -> None:
+        """Ship from a daemon thread of this process; standing by, only once the spool waits over STANDBY_S."""
+        threading.Thread(target=self._run, args=(standby,), name="prediction-log-shipper", daemon=True).start()
+
+    def step(self) -> None:
+        """One round: take the lock if free, ship, apply retention; a failing sink is retried with backoff."""
+        if time.monotonic() < self._next_try or not self.holds_lock():
+            return
+        try:
+            self.ship_once()
+            self._retain()
+            self._backoff = POLL_S
+        except Exception as error:  # noqa: BLE001 - the sink is down or refused: keep the spool, try again
+            if self.observer is not None:
+                self.observer.log_ship_failed()
+            self._complaints.warning("prediction log: shipping failed, segments stay in the spool: %s: %s",
+                                     type(error).__name__, error)
+            self._backoff = min(MAX_BACKOFF_S, self._backoff * 2)
+            self._next_try = time.monotonic() + self._backoff
+
+    def stalled(self) -> bool:
+        """True when the spool's oldest sealed segment has waited over STANDBY_S (its shipper is gone)."""
+        sealed = [path for path in spool_files(self.spool) if path.suffix == SEALED]
+        return bool(sealed) and time.time() - sealed[0].stat().st_mtime > STANDBY_S
 
     def holds_lock(self) -> bool:
         """Take the spool's shipping lock if free; True while this process holds it."""
@@ -149,21 +176,14 @@ class Shipper:
         oldest = max(0.0, time.time() - segment_started(files[0])) if files else 0.0
         self.observer.log_spool(size, sum(path.suffix == SEALED for path in files), oldest)
 
-    def _run(self) -> None:
-        backoff = POLL_S
+    def _run(self, standby: bool) -> None:
         while True:
             try:
-                if self.holds_lock():
-                    self.ship_once()
-                    self._retain()
-                backoff = POLL_S
-            except Exception as error:  # noqa: BLE001 - the sink is down or refused: keep the spool, try again
-                if self.observer is not None:
-                    self.observer.log_ship_failed()
-                self._complaints.warning("prediction log: shipping failed, segments stay in the spool: %s: %s",
-                                         type(error).__name__, error)
-                backoff = min(MAX_BACKOFF_S, backoff * 2)
-            time.sleep(backoff)
+                if not standby or self._lock_pid == os.getpid() or self.stalled():
+                    self.step()
+            except Exception:  # noqa: BLE001 - the thread must outlive a surprise (a file gone mid-scan); logged
+                log.exception("prediction log shipper failed; it goes on")
+            time.sleep(POLL_S)
 
     def _retain(self) -> None:
         """Apply retention once an hour."""

@@ -2,14 +2,15 @@
 
 The request thread never waits: `log` samples, then puts the row in the worker's journal (journal.py: a
 bounded queue in memory that a killed worker leaves behind), or drops and counts it when the journal is
-full. The writer thread takes what the journal holds and appends it to this worker's open segment file
-with one write, and seals the segment (renames it from .open to .seg) once it is
-PREDICTION_LOG_SEGMENT_S old or PREDICTION_LOG_SEGMENT_BYTES big. A syncer thread fsyncs what was
-written, batch after batch, so the writer never waits for the disk: a row survives the worker from the
-moment it is in the journal, and the host once its fsync is done. A writer holds an flock on its journal
-and its open segment for as long as it lives, so the shipper can tell a live writer's files from a dead
-one's. When the spool holds PREDICTION_LOG_SPOOL_MAX_BYTES of unshipped segments, rows are dropped and
-counted.
+full. Every WRITE_INTERVAL_S the writer thread takes what the journal holds, appends it to this worker's
+open segment file with one write and fsyncs it, and only then frees it in the journal; it seals the
+segment (renames it from .open to .seg) once it is PREDICTION_LOG_SEGMENT_S old or
+PREDICTION_LOG_SEGMENT_BYTES big. A row survives the worker from the moment it is in the journal, and
+the host once its batch is fsynced. Waking on a timer rather than per row keeps the writer from taking
+the interpreter from the request threads a thousand times a second. A writer holds an flock on its
+journal and its open segment for as long as it lives, so the shipper can tell a live writer's files
+from a dead one's. When the spool holds PREDICTION_LOG_SPOOL_MAX_BYTES of unshipped segments, rows are
+dropped and counted.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ log = logging.getLogger("regno")
 
 #: Bytes of journal per row of PREDICTION_LOG_QUEUE_SIZE (a row is about 700 bytes of JSON).
 ROW_BYTES = 1024
-#: Seconds the syncer waits for more writes before it fsyncs (writes during an fsync wait for the next one).
-SYNC_S = 0.01
+#: Seconds between two batches the writer takes from the journal (each written with one write and one fsync).
+WRITE_INTERVAL_S = 0.05
 #: Seconds between two scans of the spool's size.
 SCAN_S = 1.0
 OPEN, SEALED = ".open", ".seg"
@@ -80,8 +81,9 @@ class _Segment:
         os.rename(creating, self.path)
 
     def append(self, data: bytes) -> None:
-        """Append one batch (in the kernel's hands from here on; the syncer makes it durable)."""
+        """Append one batch and make it durable."""
         os.write(self.fd, data)
+        os.fsync(self.fd)
         self.size += len(data)
 
     def seal(self) -> None:
@@ -107,13 +109,10 @@ class PredictionLog:
         self._journal: Journal | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self._ready = threading.Event()  # set by log(): there is something to write
+        self._wake = threading.Event()  # set by flush() and close(): act now, not at the next interval
         self._seal_requested = threading.Event()
         self._stopping = False
         self._segment: _Segment | None = None
-        #: Held while the open segment is fsynced or sealed, so the syncer never fsyncs a closed file.
-        self._segment_lock = threading.Lock()
-        self._written = threading.Event()
         self._sequence = 0
         self._spool_bytes, self._scanned = 0, -SCAN_S
 
@@ -124,9 +123,7 @@ class PredictionLog:
         if self.sample < 1.0 and random.random() >= self.sample:
             self._count("sampled_out")
             return
-        if self._journal.put(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)):
-            self._ready.set()
-        else:
+        if not self._journal.put(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)):
             self._count("dropped_queue_full")
 
     def start(self) -> None:
@@ -140,14 +137,13 @@ class PredictionLog:
                                     self.queue_size * ROW_BYTES)
             self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
             self._thread.start()
-            threading.Thread(target=self._sync, name="prediction-log-syncer", daemon=True).start()
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Write what the journal holds, seal the open segment, stop the writer (a worker's clean exit)."""
         if self._pid != os.getpid() or self._thread is None:
             return
         self._stopping = True
-        self._ready.set()
+        self._wake.set()
         self._thread.join(timeout_s)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
@@ -155,7 +151,7 @@ class PredictionLog:
         if self._pid != os.getpid():
             return True
         self._seal_requested.set()
-        self._ready.set()
+        self._wake.set()
         deadline = time.monotonic() + timeout_s
         while (self._seal_requested.is_set() or not self._journal.empty()) and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -169,8 +165,8 @@ class PredictionLog:
         """Write what the journal holds as it comes; seal on age, size, request or stop. Never dies on an error."""
         while True:
             try:
-                self._ready.wait(self._wait_s())
-                self._ready.clear()
+                self._wake.wait(WRITE_INTERVAL_S)
+                self._wake.clear()
                 end, data = self._journal.pending()
                 if data:
                     self._write(data)
@@ -186,12 +182,6 @@ class PredictionLog:
                 log.exception("prediction log writer failed; it goes on")
                 time.sleep(0.1)
 
-    def _wait_s(self) -> float:
-        """How long to wait for rows: until the open segment is due, or a second."""
-        if self._segment is None:
-            return SCAN_S
-        return max(0.01, self.segment_s - (time.monotonic() - self._segment.started))
-
     def _write(self, data: bytes) -> None:
         """Append rows to the open segment (opening one if needed), or drop them when the spool is full."""
         rows = data.count(b"\n")
@@ -202,7 +192,6 @@ class PredictionLog:
             self._sequence += 1
             self._segment = _Segment(self.spool, self._sequence)
         self._segment.append(data)
-        self._written.set()
         self._spool_bytes += len(data)
         self._count("logged", rows)
 
@@ -214,23 +203,9 @@ class PredictionLog:
 
     def _seal(self) -> None:
         """Seal the open segment, if any."""
-        with self._segment_lock:
-            if self._segment is not None:
-                self._segment.seal()
-                self._segment = None
-
-    def _sync(self) -> None:
-        """fsync the open segment after each round of writes, for as long as the process lives."""
-        while True:
-            self._written.wait()
-            time.sleep(SYNC_S)  # let a burst of batches share one fsync
-            self._written.clear()
-            try:
-                with self._segment_lock:
-                    if self._segment is not None:
-                        os.fsync(self._segment.fd)
-            except OSError:  # noqa: BLE001 - logged; the next round tries again, sealing fsyncs anyway
-                log.exception("prediction log: fsync failed")
+        if self._segment is not None:
+            self._segment.seal()
+            self._segment = None
 
     def _spool_size(self) -> int:
         """Bytes of segments in the spool, scanned at most once a second and counted on between scans."""
