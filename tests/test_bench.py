@@ -22,9 +22,10 @@ def test_bench_reports_every_scenario_against_the_floor():
     assert result.returncode == 0, result.stderr[-3000:]
     rows = re.findall(r"^\| ((?:floor|service)[^|]*) \| ([\d,]+) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| "
                       r"([\d. ]+) \|$", result.stdout, re.M)
-    assert [row[0].split(":")[0].split(",")[0] for row in rows] == ["floor", "service", "service", "service with Redis",
-                                                                    "service", "service behind the proxy"]
-    assert "batches of 100" in rows[4][0]
+    assert [row[0].split(":")[0].split(",")[0] for row in rows] == [
+        "floor", "service", "service with the prediction log", "service", "service with Redis", "service",
+        "service behind the proxy"]
+    assert "batches of 100" in rows[5][0]
     for name, rate, records, p50, p99, ratio, each_round in rows:
         per_request = 100 if "batches" in name else 1
         assert float(rate.replace(",", "")) > 0, name
@@ -35,7 +36,7 @@ def test_bench_reports_every_scenario_against_the_floor():
         assert len(ratios) == 2 and min(ratios) <= float(ratio) <= max(ratios), name
     assert rows[0][5] == "1.00" and rows[0][6] == "1.00 1.00"
     memory = re.findall(r"^\| \w[^|]* \| (master|worker \d) \| (\d+) \| (\d+) \|$", result.stdout, re.M)
-    assert len(memory) == 6 * 3  # gunicorn's master and two workers per scenario
+    assert len(memory) == 7 * 3  # gunicorn's master and two workers per scenario
     assert all(0 < int(pss) <= int(rss) for _, rss, pss in memory)
 
 
