@@ -9,8 +9,11 @@ sink_main (`regno-log-sink`, JetStream to Parquet).
 
 from __future__ import annotations
 
+import functools
+
 from config import Settings
-from service.predictions.shipper import Shipper, ShipObserver, parquet_retention
+from service.predictions.parquet_store import remove_expired
+from service.predictions.shipper import Shipper, ShipObserver
 from service.predictions.sinks import sink_for
 from service.predictions.spool import LogObserver, PredictionLog
 
@@ -29,8 +32,8 @@ def from_settings(settings: Settings, observer) -> tuple[PredictionLog | None, S
     sink = sink_for(settings.prediction_log_parquet, settings.prediction_log_nats_url,
                     settings.prediction_log_nats_stream, settings.prediction_log_nats_subject)
     # With JetStream, regno-log-sink writes the Parquet files and applies retention to them.
-    retention = None if settings.prediction_log_nats_url else parquet_retention(
-        settings.prediction_log_parquet, settings.prediction_log_retention_days)
+    retention = None if settings.prediction_log_nats_url else functools.partial(
+        remove_expired, settings.prediction_log_parquet, settings.prediction_log_retention_days)
     return prediction_log, Shipper(spool, sink, observer, retention)
 
 

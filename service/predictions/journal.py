@@ -13,12 +13,13 @@ has caught up it resets both to 0, so the journal only fills while the writer la
 
 from __future__ import annotations
 
-import fcntl
 import mmap
 import os
 import struct
 import threading
 from pathlib import Path
+
+from service.predictions.locks import create_locked, owner_is_gone
 
 _HEADER = struct.Struct("<QQ")
 SUFFIX = ".journal"
@@ -30,11 +31,8 @@ class Journal:
     def __init__(self, path: Path, capacity: int):
         self.path = path
         self.capacity = capacity
-        creating = path.with_name(f"new-{path.name}")  # locked before it gets the name the shipper looks for
-        self.fd = os.open(creating, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)  # released by the kernel if the process dies: the shipper recovers it
+        self.fd = create_locked(path, os.O_RDWR)  # the shipper recovers it once the lock is free
         os.ftruncate(self.fd, _HEADER.size + capacity)
-        os.rename(creating, path)
         self.memory = mmap.mmap(self.fd, _HEADER.size + capacity, mmap.MAP_SHARED)
         self.lock = threading.Lock()
         self.start = self.end = 0
@@ -77,19 +75,10 @@ class Journal:
 
 
 def recover(path: Path) -> bytes | None:
-    """The rows a dead process's journal still holds, or None while its process lives (its flock is held)."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+    """The rows a dead process's journal still holds, or None while its process lives (or there is no file)."""
+    if not owner_is_gone(path):
         return None
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return None
-        data = os.pread(descriptor, os.fstat(descriptor).st_size, 0)
-    finally:
-        os.close(descriptor)
+    data = path.read_bytes()
     if len(data) < _HEADER.size:
         return b""
     start, end = _HEADER.unpack_from(data, 0)

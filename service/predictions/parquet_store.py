@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
@@ -21,6 +21,8 @@ import orjson
 from service.predictions.rows import row_day, rows_table
 
 _DAY = re.compile(r"^day=(\d{4}-\d{2}-\d{2})$")
+#: Seconds between two retention passes of a running shipper or sink.
+RETENTION_EVERY_S = 3600.0
 #: What may appear in a file name; anything else in a source's name becomes "_".
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -69,6 +71,11 @@ def remove_older_than(root: Path, days: int, today: date) -> list[str]:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(match.group(1))
     return removed
+
+
+def remove_expired(root: Path, days: int) -> list[str]:
+    """Retention now: remove the day partitions more than days before today (UTC); the days removed."""
+    return remove_older_than(root, days, datetime.now(timezone.utc).date())
 
 
 def parquet_glob(root: Path) -> str:

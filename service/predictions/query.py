@@ -22,7 +22,7 @@ import duckdb
 import orjson
 
 from config import Settings, SettingsError
-from service.predictions.parquet_store import parquet_glob, remove_older_than
+from service.predictions.parquet_store import parquet_glob, remove_expired
 
 #: "Passes like this one": the same camera and the same plate templates, on the given day.
 DECIDED_SQL = """
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if root is None:
             raise SettingsError("no log folder: set PREDICTION_LOG_DIR or PREDICTION_LOG_PARQUET_DIR, or pass --dir")
         if args.command == "retention":
-            removed = remove_older_than(root, settings.prediction_log_retention_days, datetime.now(timezone.utc).date())
+            removed = remove_expired(root, settings.prediction_log_retention_days)
             print(f"regno-log: removed {len(removed)} day(s){': ' + ', '.join(removed) if removed else ''}")
         elif args.command == "sql":
             _print(rows(connect(root), args.query))

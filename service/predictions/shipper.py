@@ -16,23 +16,22 @@ import logging
 import os
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Protocol
 
 from service.observe.throttled_log import ThrottledLog
 from service.predictions.journal import SUFFIX as JOURNAL, recover
-from service.predictions.parquet_store import remove_older_than
+from service.predictions.locks import owner_is_gone
+from service.predictions.parquet_store import RETENTION_EVERY_S
 from service.predictions.sinks import Sink
-from service.predictions.spool import OPEN, SEALED, fsync_folder, segment_started, spool_files
+from service.predictions.spool import (OPEN, SEALED, fsync_folder, sealed_files, segment_started, spool_files,
+                                       total_bytes)
 
 log = logging.getLogger("regno")
 
 LOCK_FILE = ".shipper.lock"
 #: Seconds between two looks at the spool.
 POLL_S = 0.5
-#: Seconds between retention passes.
-RETENTION_EVERY_S = 3600.0
 #: Longest wait between two tries while the sink fails.
 MAX_BACKOFF_S = 5.0
 #: Seconds the oldest sealed segment may wait before a standing-by shipper takes over.
@@ -87,7 +86,7 @@ class Shipper:
 
     def stalled(self) -> bool:
         """True when the spool's oldest sealed segment has waited over STANDBY_S (its shipper is gone)."""
-        sealed = [path for path in spool_files(self.spool) if path.suffix == SEALED]
+        sealed = sealed_files(self.spool)
         return bool(sealed) and time.time() - sealed[0].stat().st_mtime > STANDBY_S
 
     def holds_lock(self) -> bool:
@@ -108,7 +107,7 @@ class Shipper:
         self.seal_abandoned()
         shipped = 0
         try:
-            for path in [path for path in spool_files(self.spool) if path.suffix == SEALED]:
+            for path in sealed_files(self.spool):
                 lines = path.read_bytes().splitlines(keepends=True)
                 self.sink.ship(path.stem, lines)
                 path.unlink()  # only now: the sink has the rows
@@ -123,17 +122,7 @@ class Shipper:
         """Seal what dead writers left (open segments and journals whose flock is free); the segments sealed."""
         sealed = self.recover_journals()
         for path in [path for path in spool_files(self.spool) if path.suffix == OPEN]:
-            try:
-                descriptor = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue  # sealed by its writer meanwhile
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a live writer holds it
-            finally:
-                os.close(descriptor)
-            if path.exists():
+            if owner_is_gone(path):  # not while its writer lives, nor once that writer sealed it itself
                 os.rename(path, path.with_suffix(SEALED))
                 sealed.append(path.with_suffix(SEALED))
         if sealed:
@@ -167,14 +156,8 @@ class Shipper:
         if self.observer is None:
             return
         files = spool_files(self.spool)
-        size = 0
-        for path in files:
-            try:
-                size += path.stat().st_size
-            except FileNotFoundError:
-                pass
         oldest = max(0.0, time.time() - segment_started(files[0])) if files else 0.0
-        self.observer.log_spool(size, sum(path.suffix == SEALED for path in files), oldest)
+        self.observer.log_spool(total_bytes(files), sum(path.suffix == SEALED for path in files), oldest)
 
     def _run(self, standby: bool) -> None:
         while True:
@@ -193,8 +176,3 @@ class Shipper:
         removed = self.retention()
         if removed:
             log.info("prediction log: retention removed %s", ", ".join(removed))
-
-
-def parquet_retention(root: Path, days: int) -> Callable[[], list[str]]:
-    """Retention of a Parquet folder: its day partitions older than days, by today's UTC date."""
-    return lambda: remove_older_than(root, days, datetime.now(timezone.utc).date())

@@ -15,36 +15,28 @@ import logging
 import signal
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
 from config import Settings, SettingsError
-from service.predictions.parquet_store import decode_lines, remove_older_than, write_rows
-from service.predictions.sinks import DUPLICATE_WINDOW_S
+from service.predictions.parquet_store import RETENTION_EVERY_S, decode_lines, remove_expired, write_rows
+from service.predictions.sinks import ensure_stream
 
 log = logging.getLogger("regno.sink")
 
 CONSUMER = "regno-log-sink"
 #: Messages taken per fetch.
 FETCH_BATCH = 64
-RETENTION_EVERY_S = 3600.0
 
 
 async def consume(settings: Settings, root: Path, stop: asyncio.Event) -> int:
     """Write every message of the stream to Parquet until stop is set; the messages written."""
     import nats
     from nats.errors import TimeoutError as NatsTimeout
-    from nats.js.errors import NotFoundError
 
     client = await nats.connect(settings.prediction_log_nats_url, max_reconnect_attempts=-1, reconnect_time_wait=1)
-    jetstream = client.jetstream()
     stream, subject = settings.prediction_log_nats_stream, settings.prediction_log_nats_subject
-    try:
-        await jetstream.stream_info(stream)
-    except NotFoundError:
-        await jetstream.add_stream(name=stream, subjects=[subject], storage="file",
-                                   duplicate_window=DUPLICATE_WINDOW_S)
+    jetstream = await ensure_stream(client.jetstream(), stream, subject)
     subscription = await jetstream.pull_subscribe(subject, durable=CONSUMER, stream=stream)
     written, retained_at = 0, -RETENTION_EVERY_S
     try:
@@ -64,7 +56,7 @@ async def consume(settings: Settings, root: Path, stop: asyncio.Event) -> int:
                 written += 1
             if time.monotonic() - retained_at >= RETENTION_EVERY_S:
                 retained_at = time.monotonic()
-                remove_older_than(root, settings.prediction_log_retention_days, datetime.now(timezone.utc).date())
+                remove_expired(root, settings.prediction_log_retention_days)
     finally:
         await client.close()
     return written

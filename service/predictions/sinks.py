@@ -28,9 +28,6 @@ class Sink(Protocol):
     def ship(self, name: str, lines: list[bytes]) -> None:
         """Store the lines of segment name; raise if the sink did not confirm them."""
 
-    def close(self) -> None:
-        """Let go of connections."""
-
 
 class ParquetSink:
     """Writes each segment as day-partitioned zstd Parquet files under root."""
@@ -41,9 +38,6 @@ class ParquetSink:
     def ship(self, name: str, lines: list[bytes]) -> None:
         """Write the segment's rows; returns once the files are in place."""
         write_rows(self.root, name, decode_lines(lines))
-
-    def close(self) -> None:
-        """Nothing to let go of."""
 
 
 def chunks(lines: list[bytes], limit: int = MESSAGE_BYTES) -> list[bytes]:
@@ -78,11 +72,6 @@ class NatsSink:
             self._loop.run_until_complete(self._disconnect())  # a new connection next time
             raise
 
-    def close(self) -> None:
-        """Close the connection and the loop."""
-        self._loop.run_until_complete(self._disconnect())
-        self._loop.close()
-
     async def _publish(self, name: str, payloads: list[bytes]) -> None:
         jetstream = await self._connected()
         publishes = [jetstream.publish(self.subject, payload, timeout=ACK_TIMEOUT_S,
@@ -96,18 +85,11 @@ class NatsSink:
             return self._jetstream
         await self._disconnect()
         import nats
-        from nats.js.errors import NotFoundError
 
         self._client = await nats.connect(self.url, connect_timeout=self.connect_timeout_s, allow_reconnect=False,
                                           max_reconnect_attempts=0)
-        jetstream = self._client.jetstream()
-        try:
-            await jetstream.stream_info(self.stream)
-        except NotFoundError:
-            await jetstream.add_stream(name=self.stream, subjects=[self.subject], storage="file",
-                                       duplicate_window=DUPLICATE_WINDOW_S)
-        self._jetstream = jetstream
-        return jetstream
+        self._jetstream = await ensure_stream(self._client.jetstream(), self.stream, self.subject)
+        return self._jetstream
 
     async def _disconnect(self) -> None:
         client, self._client, self._jetstream = self._client, None, None
@@ -116,6 +98,17 @@ class NatsSink:
                 await asyncio.wait_for(client.close(), 2.0)
             except Exception:  # noqa: BLE001 - a dead connection is closed enough
                 pass
+
+
+async def ensure_stream(jetstream, stream: str, subject: str):
+    """The JetStream context, once the stream exists (created on file, with the duplicate window, if missing)."""
+    from nats.js.errors import NotFoundError
+
+    try:
+        await jetstream.stream_info(stream)
+    except NotFoundError:
+        await jetstream.add_stream(name=stream, subjects=[subject], storage="file", duplicate_window=DUPLICATE_WINDOW_S)
+    return jetstream
 
 
 def sink_for(parquet_root: Path | None, nats_url: str | None, stream: str, subject: str) -> Sink:

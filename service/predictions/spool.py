@@ -15,7 +15,6 @@ dropped and counted.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import random
@@ -27,6 +26,7 @@ from typing import Protocol
 import orjson
 
 from service.predictions.journal import SUFFIX as JOURNAL, Journal
+from service.predictions.locks import create_locked
 
 log = logging.getLogger("regno")
 
@@ -56,6 +56,22 @@ def spool_files(spool: Path) -> list[Path]:
     return sorted((path for path in spool.glob("seg-*") if path.suffix in (OPEN, SEALED)), key=lambda p: p.name)
 
 
+def sealed_files(spool: Path) -> list[Path]:
+    """The spool's sealed segments, oldest first: what waits to be shipped."""
+    return [path for path in spool_files(spool) if path.suffix == SEALED]
+
+
+def total_bytes(files: list[Path]) -> int:
+    """The files' sizes added up; a file shipped meanwhile counts 0."""
+    total = 0
+    for path in files:
+        try:
+            total += path.stat().st_size
+        except FileNotFoundError:
+            pass
+    return total
+
+
 def fsync_folder(folder: Path) -> None:
     """Make a rename or a new file in folder durable."""
     descriptor = os.open(folder, os.O_RDONLY)
@@ -73,12 +89,7 @@ class _Segment:
         self.path = spool / f"seg-{started_ms:013d}-{os.getpid()}-{sequence:06d}{OPEN}"
         self.started = time.monotonic()
         self.size = 0
-        # Created under a name the shipper ignores, locked, and only then named .open: an .open file whose
-        # lock is free is always a dead writer's, never one between its open and its flock.
-        creating = spool / f"new-{self.path.name}"
-        self.fd = os.open(creating, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)  # released by the kernel if this process dies: the shipper takes over
-        os.rename(creating, self.path)
+        self.fd = create_locked(self.path, os.O_WRONLY | os.O_APPEND)  # the shipper seals it once the lock is free
 
     def append(self, data: bytes) -> None:
         """Append one batch and make it durable."""
@@ -211,11 +222,5 @@ class PredictionLog:
         """Bytes of segments in the spool, scanned at most once a second and counted on between scans."""
         now = time.monotonic()
         if now - self._scanned >= SCAN_S:
-            total = 0
-            for path in spool_files(self.spool):
-                try:
-                    total += path.stat().st_size
-                except FileNotFoundError:  # shipped meanwhile
-                    pass
-            self._spool_bytes, self._scanned = total, now
+            self._spool_bytes, self._scanned = total_bytes(spool_files(self.spool)), now
         return self._spool_bytes
