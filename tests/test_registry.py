@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from model import BUNDLED_MODEL
+from model.profile import read_profile
 from model.registry import (CANDIDATE, CURRENT, METADATA_FILE, MODEL_FILE, load_folder, publish, read_pointer,
                             write_pointer)
 from model.scorer import ModelLoadError, file_checksum
@@ -21,11 +22,12 @@ def test_publish_writes_a_checked_folder(tmp_path):
     metadata = json.loads((folder / METADATA_FILE).read_text())
     assert folder == tmp_path / "v1"
     assert metadata["version"] == "v1" and metadata["sha256"] == file_checksum(BUNDLED_MODEL)
-    assert metadata["training_data"].startswith("python -m model.train")  # the command that trained the bundled model
+    assert metadata["training_data"].startswith("python -m training.train")  # the bundled model's training command
     assert 0.9 < metadata["holdout_metrics"]["holdout_auc"] <= 1.0
     assert metadata["created"].endswith("+00:00")
     scorer = load_folder(folder)
     assert (scorer.version, scorer.checksum) == ("v1", metadata["sha256"])
+    assert read_profile(scorer.model)["rows"] > 0  # the training reference travels inside the model file
     with pytest.raises(FileExistsError):
         publish(BUNDLED_MODEL, tmp_path, "v1")
 

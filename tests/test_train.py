@@ -162,6 +162,6 @@ def test_shipped_model_loads_with_contract_features_and_version():
     metadata = dict(scorer.model.get_metadata())
     assert scorer.feature_names == TEAM_ORDER
     assert scorer.version == metadata["version"] == "regno-sim-1"
-    assert metadata["trained_with"].startswith("python -m model.train ")  # trained before training/ existed
+    assert metadata["trained_with"].startswith("python -m training.train ")
     assert 0.9 < float(metadata["holdout_auc"]) < 1.0
     assert 0.0 <= scorer.probe().positive <= 1.0

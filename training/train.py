@@ -2,7 +2,8 @@
 
 The records go through the same validation and feature code the service uses, so the model and
 the service cannot disagree about a feature. Prints the held-out AUC and accuracy as one line and
-stores them, with the version and the command, in the model's metadata.
+stores them, with the version, the command and a profile of the training inputs (model/profile.py),
+in the model's metadata.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from catboost import CatBoostClassifier, Pool
 
 from model import BUNDLED_MODEL
 from model.engine import pick
+from model.evaluation import accuracy, roc_auc
 from model.features import CATEGORICAL, TEXT, record_features
+from model.profile import inputs_of_records, profile_of, store_profile
 from model.records import parse_record
 from model.scorer import Score
 from training.simulate import Pass, simulate
@@ -42,29 +45,6 @@ HOLDOUT = 0.2
 DEPTH = 6
 #: Fixed so CatBoost's results do not depend on the machine's core count.
 THREADS = 2
-
-
-def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float:
-    """Area under the ROC curve: the chance a random positive outscores a random negative (ties count half)."""
-    ranked = sorted(zip(scores, labels))
-    rank_sum, i = 0.0, 0
-    while i < len(ranked):
-        j = i
-        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
-            j += 1
-        mid_rank = (i + 1 + j) / 2  # tied scores share the mean of their 1-based ranks
-        rank_sum += mid_rank * sum(label for _, label in ranked[i:j])
-        i = j
-    positives = sum(labels)
-    negatives = len(labels) - positives
-    if not positives or not negatives:
-        raise ValueError("AUC needs both positive and negative labels")
-    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
-
-
-def accuracy(labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5) -> float:
-    """Share of labels the scores get right when a score at or above threshold means 1."""
-    return sum(int(score >= threshold) == label for label, score in zip(labels, scores)) / len(labels)
 
 
 def pick_accuracy(passes: Sequence[Pass], scores: Sequence[float], threshold: float = 0.5) -> float:
@@ -162,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "trained_with": command_line(args),
     }.items():
         metadata[key] = str(value)
+    # The training split's inputs, so a report can tell how far live traffic has drifted from them.
+    store_profile(model, profile_of(inputs_of_records([parse_record(passes[i].record) for i in train_idx])))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     model.save_model(str(args.out))
 
