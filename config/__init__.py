@@ -158,6 +158,14 @@ class Settings:
     prediction_log_segment_bytes: int = 8 * 1024 * 1024
     #: Most bytes of unshipped segments in the spool; past this, rows are dropped and counted, the disk never fills.
     prediction_log_spool_max_bytes: int = 1024 * 1024 * 1024
+    #: Days after its pass that a label is still taken: how long the pass index keeps a pass.
+    label_window_days: int = 7
+    #: Redis for the pass index, shared by replicas (give it its own, non-evicting); unset: a SQLite file per host.
+    pass_index_url: str | None = None
+    #: Pick accuracy over the last hour below this, per model and arm, fires RegnoPickAccuracyLow.
+    quality_pick_accuracy_floor: float = 0.8
+    #: Labels an hour must hold, per model and arm, before RegnoPickAccuracyLow may fire.
+    quality_min_labels: int = 20
 
     @property
     def prediction_log_on(self) -> bool:
@@ -201,6 +209,8 @@ class Settings:
         if self.prediction_log_nats_url and not self.prediction_log_on:
             raise SettingsError("PREDICTION_LOG_NATS_URL needs PREDICTION_LOG_DIR: rows spool there until NATS "
                                 "has them")
+        if self.pass_index_url and not self.pass_index_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError("PASS_INDEX_URL must start with redis://, rediss:// or unix://")
         if not self.development and DEVELOPMENT_KEY in self.api_keys:
             raise SettingsError(f"the development key {DEVELOPMENT_KEY!r} is not allowed outside development mode")
 
@@ -369,4 +379,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "PREDICTION_LOG_SEGMENT_S": ("prediction_log_segment_s", _positive_float),
     "PREDICTION_LOG_SEGMENT_BYTES": ("prediction_log_segment_bytes", _positive_int),
     "PREDICTION_LOG_SPOOL_MAX_BYTES": ("prediction_log_spool_max_bytes", _positive_int),
+    "LABEL_WINDOW_DAYS": ("label_window_days", _positive_int),
+    "PASS_INDEX_URL": ("pass_index_url", str),
+    "QUALITY_PICK_ACCURACY_FLOOR": ("quality_pick_accuracy_floor", _probability),
+    "QUALITY_MIN_LABELS": ("quality_min_labels", _positive_int),
 }

@@ -60,9 +60,9 @@ class Scored(NamedTuple):
     arm: str
 
     def answer(self) -> dict:
-        """The answer body /reg/ gives: probabilities, the chosen plate and its source, the model version."""
+        """The answer body /reg/ gives: probabilities, the chosen plate and its source, the model, the pass id."""
         return {"positive": self.score.positive, "negative": self.score.negative, "regno": self.regno,
-                "source": self.source, "model": self.slot.version}
+                "source": self.source, "model": self.slot.version, "pass_id": self.pass_id}
 
 
 class ScoreStore(Protocol):

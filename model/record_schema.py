@@ -25,7 +25,7 @@ def _number(bounds: tuple[float, float], description: str) -> dict:
                                                   _NUMERIC_STRING]}
 
 
-def _plate(description: str) -> dict:
+def plate_schema(description: str) -> dict:
     """A plate: 1 to MAX_PLATE_CHARS characters, no white space or control characters."""
     return {"type": "string", "minLength": 1, "maxLength": MAX_PLATE_CHARS,
             "pattern": f"^[^{PLATE_FORBIDDEN_CHARS}]+$", "description": description}
@@ -47,8 +47,8 @@ def record_schema() -> dict:
     """
     label = {"type": "string", "maxLength": MAX_LABEL_CHARS}
     properties = {
-        "regno_recognize": _plate("the camera's plate"),
-        "afts_regno_ai": _plate("the AI recogniser's plate"),
+        "regno_recognize": plate_schema("the camera's plate"),
+        "afts_regno_ai": plate_schema("the AI recogniser's plate"),
         "recognition_accuracy": _number(ACCURACY_RANGE, "the camera's confidence, 0 to 100"),
         "afts_regno_ai_score": _number(SCORE_RANGE, "the AI recogniser's confidence, 0 to 1"),
         "afts_regno_ai_char_scores": _score_list("the AI's confidence per character"),

@@ -113,7 +113,12 @@ def _text(record: dict, field: str, max_chars: int) -> str:
 
 def _plate(record: dict, field: str) -> str:
     """A plate: 1..MAX_PLATE_CHARS characters, none of them white space or control."""
-    plate = _text(record, field, MAX_PLATE_CHARS)
+    return parse_plate(record[field], field)
+
+
+def parse_plate(value: Any, field: str) -> str:
+    """A plate as the records carry it, checked: 1..MAX_PLATE_CHARS characters, none white space or control."""
+    plate = _text({field: value}, field, MAX_PLATE_CHARS)
     if not plate:
         raise RecordError(field, "must not be empty")
     if _PLATE_FORBIDDEN.search(plate):

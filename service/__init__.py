@@ -13,8 +13,8 @@ from model.engine import ScoringEngine
 from model.registry import load_serving
 from model.routing import ModelSlot, Routing
 from model.scorer import ModelLoadError
-from service import predictions, state
-from service.api import debug, docs, health, scoring
+from service import predictions, quality, state
+from service.api import debug, docs, feedback, health, scoring
 from service.cache import ScoreCache
 from service.http import envelope
 from service.http.auth import ApiKeys
@@ -47,11 +47,12 @@ def create_app(settings: Settings | None = None, shared_metrics: bool = False) -
     metrics = init_metrics(app, settings, keys.require, shared_metrics) if settings.metrics_enabled else None
     cache = ScoreCache.from_settings(settings, observer=metrics)
     routing = Routing(ModelSlot.of(scorer, settings.batch_max_size), canary_share=settings.canary_share)
-    prediction_log, shipper = predictions.from_settings(settings, observer=metrics)
+    pass_index = quality.pass_index(settings)
+    prediction_log, shipper = predictions.from_settings(settings, observer=metrics, index=pass_index)
     app_state = state.ServiceState(settings, routing, keys, cache, metrics,
                                    engine=ScoringEngine(settings.pick_threshold, cache, observer=metrics),
                                    shadow=ShadowScorer(settings.shadow_share, settings.pick_threshold, metrics),
-                                   prediction_log=prediction_log, shipper=shipper)
+                                   prediction_log=prediction_log, shipper=shipper, pass_index=pass_index)
     if pointer is not None:
         app_state.watcher = ModelWatcher(app_state, settings.models_dir, settings.model_poll_s, pointer)
     state.init_app(app, app_state)
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, shared_metrics: bool = False) -
     trust_proxies(app, settings.forwarded_hops)
     if metrics is not None and not shared_metrics:
         metrics.worker_started(scorer, cache.breaker_state)  # one process: it is its own worker
+        metrics.quality_targets(settings.quality_pick_accuracy_floor, settings.quality_min_labels)
     log.info("model %s loaded from %s (sha256 %s)", scorer.version, scorer.path, scorer.checksum[:12])
     log.info("cache: L1 %d entries per worker, L2 %s; metrics %s; sentry %s; prediction log %s",
              settings.cache_l1_size, "redis" if settings.redis_url else "off", "on" if metrics else "off",
@@ -82,6 +84,7 @@ def create_app_or_exit(settings: Settings | None = None, shared_metrics: bool = 
 def register_blueprints(app: Flask, settings: Settings) -> None:
     """One blueprint per concern; the debug one only when asked for."""
     app.register_blueprint(scoring.bp)
+    app.register_blueprint(feedback.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(docs.bp)
     if settings.sentry_debug_route:
@@ -119,6 +122,8 @@ def start_worker(app: Flask) -> None:
         current.watcher.start()  # threads do not survive the fork: each worker starts its own
     if current.metrics is not None:
         current.metrics.worker_started(current.scorer, current.cache.breaker_state)
+        settings = current.settings
+        current.metrics.quality_targets(settings.quality_pick_accuracy_floor, settings.quality_min_labels)
     if current.prediction_log is not None:
         current.prediction_log.start()
         # gunicorn.conf.py runs the spool's shipper in a process of its own; this one stands by in case it stops.

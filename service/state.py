@@ -16,6 +16,7 @@ from service.http.auth import ApiKeys
 from service.lifecycle.shadow import ShadowScorer
 from service.observe.metrics import ServiceMetrics
 from service.predictions import PredictionLog, Shipper
+from service.quality import PassIndex
 
 _EXTENSION = "regno"
 
@@ -41,6 +42,8 @@ class ServiceState:
     #: The prediction log and its shipper; None when PREDICTION_LOG_DIR is unset.
     prediction_log: PredictionLog | None = None
     shipper: Shipper | None = field(default=None, repr=False)
+    #: The host's pass index, which labels are matched with; None when the prediction log is off.
+    pass_index: PassIndex | None = field(default=None, repr=False)
     #: Watches MODELS_DIR's pointers (service/lifecycle/watcher.py); None with MODEL_PATH.
     watcher: object | None = field(default=None, repr=False)
 

@@ -7,6 +7,8 @@ import pytest
 
 from config import Settings
 from model import BUNDLED_MODEL
+from model.records import canonical_bytes, parse_record
+from model.routing import pass_digest
 from service import create_app
 from tests.conftest import API_KEY, ApiClient
 
@@ -26,8 +28,12 @@ def test_score_answers_envelope(client, app, record):
     envelope = _body(response)
     body = envelope["body"]
     assert envelope["status"] == "ok"
-    assert set(body) == {"positive", "negative", "regno", "source", "model"}
+    assert set(body) == {"positive", "negative", "regno", "source", "model", "pass_id"}
     assert body["positive"] + body["negative"] == pytest.approx(1.0)
+    assert body["pass_id"] == pass_digest(canonical_bytes(parse_record(record))).hex()
+    assert response.headers["X-Pass-Id"] == body["pass_id"]
+    again = client.post(json=record)  # a remembered answer carries the same pass id
+    assert again.headers["X-Cache"] == "hit-l1" and again.headers["X-Pass-Id"] == body["pass_id"]
     assert body["model"] == app.extensions["regno"].scorer.version
     expected_source = "afts_regno_ai" if body["positive"] >= 0.5 else "regno_recognize"
     assert body["source"] == expected_source

@@ -17,6 +17,7 @@ import requests
 import yaml
 
 from tests.conftest import API_KEY
+from training.simulate import simulate_records
 from loadtest.servers import ROOT, children, gunicorn, prometheus, serve
 
 pytestmark = pytest.mark.gunicorn
@@ -104,7 +105,8 @@ def scraped(tmp_path_factory, simulated_records):
     """gunicorn with 3 workers, scraped every second by a real Prometheus loaded with the committed rules."""
     folder = tmp_path_factory.mktemp("prometheus")
     metrics_dir = folder / "multiproc"
-    env = {"API_KEYS": API_KEY, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    env = {"API_KEYS": API_KEY, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "PREDICTION_LOG_DIR": str(folder / "log"),
+           "QUALITY_MIN_LABELS": "5"}
     with gunicorn(env, folder / "gunicorn.log", workers=3) as server:
         config = yaml.safe_load((CONFIG / "prometheus.yml").read_text(encoding="utf-8"))
         config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
@@ -127,6 +129,7 @@ def test_counts_are_exact_and_every_query_answers(scraped, simulated_records, re
               len(bad))
     _wait_for(base, 'sum(regno_cache_lookups_total)', len(good))
     _wait_for(base, "sum(regno_workers_alive)", 3)
+    _label_wrongly(server.base_url, 6, seed=11)  # the quality panels need labels
     time.sleep(2)  # a few more scrapes, so every rate() has two points
     for expression in _dashboard_queries():
         if _of_proxy(expression):
@@ -142,6 +145,33 @@ def test_counts_are_exact_and_every_query_answers(scraped, simulated_records, re
     loaded = requests.get(f"{base}/api/v1/rules", timeout=10).json()["data"]["groups"][0]["rules"]
     assert {rule["name"] for rule in loaded} == {rule["alert"] for rule in _alert_rules()}
     assert {rule["health"] for rule in loaded} <= {"ok", "unknown"}
+
+
+def _label_wrongly(base_url: str, count: int, seed: int) -> None:
+    """Score count new passes and label each with a plate neither recogniser read: every pick is wrong."""
+    headers = {"x-api-key": API_KEY}
+    ids = [requests.post(f"{base_url}/reg/", json=record, headers=headers, timeout=10).json()["body"]["pass_id"]
+           for record in simulate_records(count, seed=seed)]
+    time.sleep(0.3)  # the log's writers index their batch every 50 ms
+    labels = [{"pass_id": pass_id, "true_regno": "Ж000ЖЖ00"} for pass_id in ids]
+    results = requests.post(f"{base_url}/reg/feedback", json=labels, headers=headers, timeout=10).json()["body"]
+    assert results["accepted"] == count, results
+
+
+def test_pick_accuracy_below_the_floor_fires_its_alert(scraped):
+    """Labels that say every pick was wrong, more than QUALITY_MIN_LABELS of them: RegnoPickAccuracyLow fires."""
+    server, base, _ = scraped
+    _label_wrongly(server.base_url, 6, seed=12)
+    deadline = time.monotonic() + 30
+    firing = []
+    while time.monotonic() < deadline and not firing:
+        alerts = requests.get(f"{base}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+        firing = [alert for alert in alerts if alert["labels"]["alertname"] == "RegnoPickAccuracyLow"
+                  and alert["state"] == "firing"]
+        time.sleep(0.5)
+    assert firing, "RegnoPickAccuracyLow did not fire"
+    # Its value: the hour's pick accuracy (0) minus the default floor.
+    assert firing[0]["labels"]["arm"] == "current" and float(firing[0]["value"]) == pytest.approx(-0.8)
 
 
 def test_queries_name_only_exported_metrics(scraped):

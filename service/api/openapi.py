@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from config import Settings
-from model.record_schema import record_schema
+from model.record_schema import plate_schema, record_schema
+from model.records import PLATE_FORBIDDEN_CHARS, TIMESTAMP_PATTERN
 from model.scorer import PROBE_RECORD
 
 VERSION = "3.0.3"
@@ -73,7 +74,9 @@ def build(settings: Settings, model_version: str, answer_example: dict) -> dict:
                                  {"body": answer_example, "status": "ok"},
                                  {**_REQUEST_ID, "X-Cache": {"description": "where the score came from",
                                                              "schema": {"type": "string",
-                                                                        "enum": ["hit-l1", "hit-l2", "miss"]}}}),
+                                                                        "enum": ["hit-l1", "hit-l2", "miss"]}},
+                                  "X-Pass-Id": {"description": "the pass id, as in the body",
+                                                "schema": {"type": "string"}}}),
                     **body_failures, **key_failures,
                 },
             }},
@@ -93,6 +96,32 @@ def build(settings: Settings, model_version: str, answer_example: dict) -> dict:
                                            "ok"), "one result per record, in order",
                                  {"body": [answer_example, {"error": "direction: must be 0 or 1, got 7", "index": 1}],
                                   "status": "ok"}, _REQUEST_ID),
+                    **body_failures, **key_failures,
+                },
+            }},
+            "/reg/feedback": {"post": {
+                **scoring,
+                "operationId": "feedback",
+                "summary": "Send the true plates of answered passes (labels)",
+                "description": f"One label, an array of them, or {{\"labels\": [...]}}; at most "
+                               f"{settings.batch_request_max_records} labels. One result per label, in order: "
+                               "accepted, or rejected with the reason (malformed, unknown_pass, ambiguous, duplicate, "
+                               "not_stored: send it again). Needs the prediction log (PREDICTION_LOG_DIR).",
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"anyOf": [_ref("Label"), {"type": "array", "items": {}}, {
+                        "type": "object", "required": ["labels"],
+                        "properties": {"labels": {"type": "array", "items": {}}}}]},
+                    "example": {"pass_id": "3f9c2a0b7d1e4c55", "true_regno": PROBE_RECORD["afts_regno_ai"],
+                                "source": "manual_review"}}}},
+                "responses": {
+                    "200": _json(_envelope(_object({
+                        "accepted": {"type": "integer", "minimum": 0}, "rejected": {"type": "integer", "minimum": 0},
+                        "results": {"type": "array", "items": _ref("LabelResult")}}), "ok"),
+                        "one result per label, in order", headers=_REQUEST_ID),
+                    "404": _fail("the prediction log is off: labels have nothing to join"),
+                    "422": _fail("one label whose pass is unknown (never answered, sampled out or too old)"),
+                    "409": _fail("one label whose pass is already labelled, or a request id of several passes"),
+                    "503": _fail("one label the log could not queue: send it again"),
                     **body_failures, **key_failures,
                 },
             }},
@@ -136,7 +165,31 @@ def build(settings: Settings, model_version: str, answer_example: dict) -> dict:
                     "regno": {"type": "string", "description": "the picked plate"},
                     "source": {"type": "string", "enum": ["afts_regno_ai", "regno_recognize"]},
                     "model": {"type": "string", "description": "version of the model that answered"},
+                    "pass_id": {"type": "string", "pattern": "^[0-9a-f]{16}$",
+                                "description": "the pass's id (a hash of the record): labels name the pass by it"},
                 }),
+                "Label": {"type": "object", "required": ["true_regno"], "additionalProperties": False,
+                          "oneOf": [{"required": ["pass_id"]}, {"required": ["request_id"]}], "properties": {
+                    "pass_id": {"type": "string", "pattern": "^[0-9a-f]{16}$",
+                                "description": "the pass, as its answer named it; or give request_id"},
+                    "request_id": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$",
+                                   "description": "the X-Request-ID of a request that scored one pass"},
+                    "true_regno": {**plate_schema("the true plate, whole: no '_'"),
+                                   "pattern": f"^[^_{PLATE_FORBIDDEN_CHARS}]+$"},
+                    "source": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$",
+                               "description": "where the truth came from: manual_review, dispute, ..."},
+                    "labelled_at": {"type": "string", "pattern": f"^{TIMESTAMP_PATTERN}$",
+                                    "description": "when the truth was found (UTC unless it has "
+                                                                     "an offset)"}}},
+                "LabelResult": {"type": "object", "required": ["index", "status"], "properties": {
+                    "index": {"type": "integer", "minimum": 0},
+                    "status": {"type": "string", "enum": ["accepted", "rejected"]},
+                    "pass_id": _string(), "model": _string(), "arm": _string(),
+                    "label": {"type": "boolean", "description": "the AI's plate is the true plate"},
+                    "pick_correct": {"type": "boolean", "description": "the picked plate is the true plate"},
+                    "error": {"type": "string", "enum": ["malformed", "unknown_pass", "ambiguous", "duplicate",
+                                                        "not_stored"]},
+                    "message": _string()}},
                 "RecordError": _object({"error": {"type": "string", "description": "the field and its problem"},
                                         "index": {"type": "integer", "minimum": 0}}),
                 "Status": _object({"status": _string(), "model": _object({"version": _string(), "checksum": _string()}),

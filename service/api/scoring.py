@@ -48,19 +48,19 @@ def score_one():
     remembered_as = body_key(routing.salt, body)
     remembered = state.cache.answer_for(remembered_as)
     if remembered is not None:
-        envelope, scored = remembered
+        envelope, (result, record) = remembered
         if state.metrics is not None:
             state.metrics.looked_up(HIT_L1.metric)
         if state.prediction_log is not None:
-            result, record = scored
             _log(state, unproxied(g), result._replace(origin=HIT_L1), record)
-        return _answer(envelope, HIT_L1)
+        return _answer(envelope, HIT_L1, result.pass_id)
     record = parse_record(decode_json_object(body))
     remember_plates(record.regno_recognize, record.afts_regno_ai)
     result = state.engine.score([record], routing)[0]
     envelope = ok_bytes(result.answer())
-    state.cache.remember_answer(remembered_as, envelope, (result, record) if state.prediction_log else None)
-    response = _answer(envelope, result.origin)
+    # The record only when the log needs it for the row of a resent pass; the result for the pass id header.
+    state.cache.remember_answer(remembered_as, envelope, (result, record if state.prediction_log else None))
+    response = _answer(envelope, result.origin, result.pass_id)
     if routing.candidate is not None or state.prediction_log is not None:
         _after_answer(state, routing, record, result, response)
     return response
@@ -140,9 +140,10 @@ def _elapsed_ms() -> float:
     return round((time.perf_counter() - g.started) * 1000, 3)
 
 
-def _answer(envelope: bytes, origin: Origin) -> Response:
-    """The response for an encoded success envelope, saying where its score came from."""
+def _answer(envelope: bytes, origin: Origin, pass_id: str) -> Response:
+    """The response for an encoded success envelope, saying where its score came from and which pass it was."""
     g.cache_origin = origin
     response = Response(envelope, 200, content_type="application/json")
     response.headers.add("X-Cache", origin.header)
+    response.headers.add("X-Pass-Id", pass_id)  # the id a label names the pass by (POST /reg/feedback)
     return response

@@ -16,6 +16,7 @@ from model.engine import ORIGINS, Scored
 from model.scorer import Scorer
 from service.cache.redis_store import EVENTS
 from service.internals import unproxied
+from service.quality.feedback import RESULTS as LABEL_RESULTS
 
 #: Request latency buckets, in seconds: resolve the sub-millisecond to 100 ms range the service lives in.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -31,6 +32,7 @@ BREAKER_CODES = {"off": -1, "closed": 0, "half-open": 1, "open": 2}
 CACHE_RESULTS = tuple(origin.metric for origin in ORIGINS)
 #: The outcomes of a prediction-log row, exported at 0 from the start.
 LOG_OUTCOMES = ("logged", "sampled_out", "dropped_queue_full", "dropped_spool_full")
+
 
 
 class ServiceMetrics:
@@ -80,6 +82,28 @@ class ServiceMetrics:
         self.log_oldest_unshipped = Gauge("regno_prediction_log_oldest_unshipped_seconds",
                                           "Age of the oldest row not yet shipped (0 when the spool is empty)",
                                           multiprocess_mode="livemax", registry=registry)
+        self.labels_total = Counter("regno_labels_total", "Labels POST /reg/feedback took (accepted) or refused, "
+                                    "by result", ["result"], registry=registry)
+        quality = ["model", "arm"]
+        self.quality_labelled = Counter("regno_quality_labelled_total", "Labelled passes, by the model that scored "
+                                        "them and its arm (current, canary, shadow)", quality, registry=registry)
+        self.quality_pick_correct = Counter("regno_quality_pick_correct_total", "Labelled passes whose picked plate "
+                                            "is the true plate", quality, registry=registry)
+        self.quality_camera_correct = Counter("regno_quality_camera_correct_total", "Labelled passes whose camera "
+                                              "plate is the true plate (always picking the camera's)", quality,
+                                              registry=registry)
+        self.quality_ai_correct = Counter("regno_quality_ai_correct_total", "Labelled passes whose AI plate is the "
+                                          "true plate (always picking the AI's; the label)", quality, registry=registry)
+        self.quality_model_correct = Counter("regno_quality_model_correct_total", "Labelled passes where positive >= "
+                                             "PICK_THRESHOLD agrees with the label", quality, registry=registry)
+        self.quality_log_loss = Counter("regno_quality_log_loss", "Sum of the labelled passes' log-loss", quality,
+                                        registry=registry)
+        self.quality_floor = Gauge("regno_quality_pick_accuracy_floor", "QUALITY_PICK_ACCURACY_FLOOR: the alert's "
+                                   "floor for the last hour's pick accuracy", multiprocess_mode="livemax",
+                                   registry=registry)
+        self.quality_min_labels = Gauge("regno_quality_min_labels", "QUALITY_MIN_LABELS: labels an hour needs before "
+                                        "the alert may fire", multiprocess_mode="livemax", registry=registry)
+        self._judged: dict[tuple[str, str], tuple] = {}
         self._log_outcomes: dict[str, Counter] = {}
         self._lookups: dict[str, Counter] = {}
         self._scored: dict[tuple[str, str], tuple] = {}
@@ -101,6 +125,8 @@ class ServiceMetrics:
             self.log_rows_total.labels(outcome).inc(0)
         self.log_shipped_rows.inc(0)
         self.log_ship_failures.inc(0)
+        for result in LABEL_RESULTS:  # exported at 0 from the start
+            self.labels_total.labels(result).inc(0)
 
     def model_changed(self, old: Scorer, new: Scorer) -> None:
         """A swap: the old model's info goes to 0, the new one's to 1."""
@@ -166,6 +192,33 @@ class ServiceMetrics:
         self.log_spool_bytes.set(spool_bytes)
         self.log_segments_waiting.set(waiting)
         self.log_oldest_unshipped.set(oldest_s)
+
+    def quality_targets(self, floor: float, min_labels: int) -> None:
+        """Export the alert's settings, so the rule reads them instead of repeating them."""
+        self.quality_floor.set(floor)
+        self.quality_min_labels.set(min_labels)
+
+    def labels_taken(self, results: dict[str, int]) -> None:
+        """Count labels by result (service/quality/feedback.py's RESULTS)."""
+        for result, count in results.items():
+            self.labels_total.labels(result).inc(count)
+
+    def judged(self, verdicts: list) -> None:
+        """Count one accepted label against each model that scored its pass (service/quality/labels.py)."""
+        for verdict in verdicts:
+            key = (verdict.model, verdict.arm)
+            children = self._judged.get(key)
+            if children is None:
+                children = self._judged[key] = tuple(counter.labels(*key) for counter in (
+                    self.quality_labelled, self.quality_pick_correct, self.quality_camera_correct,
+                    self.quality_ai_correct, self.quality_model_correct, self.quality_log_loss))
+            labelled, pick, camera, ai, model, loss = children
+            labelled.inc()
+            pick.inc(verdict.pick_correct)
+            camera.inc(verdict.camera_correct)
+            ai.inc(verdict.ai_correct)
+            model.inc(verdict.model_correct)
+            loss.inc(verdict.log_loss)
 
     def rejected(self, failures: dict[str, int]) -> None:
         """Count rejected records by the field at fault."""

@@ -18,8 +18,12 @@ from service.predictions.sinks import sink_for
 from service.predictions.spool import LogObserver, PredictionLog
 
 
-def from_settings(settings: Settings, observer) -> tuple[PredictionLog | None, Shipper | None]:
-    """The log and its shipper the settings describe; (None, None) when PREDICTION_LOG_DIR is unset."""
+def from_settings(settings: Settings, observer, index=None) -> tuple[PredictionLog | None, Shipper | None]:
+    """The log and its shipper the settings describe; (None, None) when PREDICTION_LOG_DIR is unset.
+
+    index, the pass index (service/quality/passes.py), hears every batch the writers write, and the
+    shipper's retention forgets its old passes.
+    """
     if not settings.prediction_log_on:
         return None, None
     # The shipper writes Parquet: import pyarrow here, in gunicorn's master when it preloads the app, so the
@@ -28,13 +32,21 @@ def from_settings(settings: Settings, observer) -> tuple[PredictionLog | None, S
     spool = settings.prediction_log_dir / "spool"
     prediction_log = PredictionLog(spool, settings.prediction_log_queue_size, settings.prediction_log_segment_s,
                                    settings.prediction_log_segment_bytes, settings.prediction_log_spool_max_bytes,
-                                   settings.prediction_log_sample, observer=observer)
+                                   settings.prediction_log_sample, observer=observer,
+                                   on_written=index.add_lines if index is not None else None)
     sink = sink_for(settings.prediction_log_parquet, settings.prediction_log_nats_url,
                     settings.prediction_log_nats_stream, settings.prediction_log_nats_subject)
+    return prediction_log, Shipper(spool, sink, observer, functools.partial(retain, settings, index))
+
+
+def retain(settings: Settings, index) -> list[str]:
+    """Retention now: the Parquet days (unless regno-log-sink owns them) and the index's old passes; days removed."""
+    if index is not None:
+        index.remove_older_than(settings.label_window_days)
     # With JetStream, regno-log-sink writes the Parquet files and applies retention to them.
-    retention = None if settings.prediction_log_nats_url else functools.partial(
-        remove_expired, settings.prediction_log_parquet, settings.prediction_log_retention_days)
-    return prediction_log, Shipper(spool, sink, observer, retention)
+    if settings.prediction_log_nats_url:
+        return []
+    return remove_expired(settings.prediction_log_parquet, settings.prediction_log_retention_days)
 
 
 __all__ = ["LogObserver", "PredictionLog", "ShipObserver", "Shipper", "from_settings"]

@@ -1,6 +1,7 @@
 """The log's Parquet layout: zstd files partitioned by UTC day, written whole or not at all, and retention.
 
-    ROOT/day=2026-12-03/<name>.parquet
+    ROOT/day=2026-12-03/<name>.parquet          the predictions
+    ROOT/labels/day=2026-12-03/<name>.parquet   the labels, by the day they arrived
 
 A file is named after what it came from (a segment, or a JetStream message), so shipping the same thing
 twice writes the same file again instead of a second copy. DuckDB reads the folder with no server
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from service.predictions.rows import row_day, rows_table
+from service.predictions.rows import PREDICTIONS, TABLES, Table, row_day, split_tables
 
 _DAY = re.compile(r"^day=(\d{4}-\d{2}-\d{2})$")
 #: Seconds between two retention passes of a running shipper or sink.
@@ -38,20 +39,26 @@ def decode_lines(lines: list[bytes]) -> list[list]:
     return rows
 
 
+def table_root(root: Path, table: Table) -> Path:
+    """The folder of a table's day partitions."""
+    return root / table.folder if table.folder else root
+
+
 def write_rows(root: Path, name: str, rows: list[list]) -> list[Path]:
-    """Write rows as one zstd Parquet file per day they fall on, atomically; the paths written."""
+    """Write rows as one zstd Parquet file per table and day they fall on, atomically; the paths written."""
     import pyarrow.parquet as pq
 
-    by_day: dict[str, list[list]] = defaultdict(list)
-    for row in rows:
-        by_day[row_day(row)].append(row)
+    by_day: dict[tuple[Table, str], list[list]] = defaultdict(list)
+    for table, table_rows in split_tables(rows).items():
+        for row in table_rows:
+            by_day[(table, row_day(row))].append(row)
     written = []
-    for day, day_rows in sorted(by_day.items()):
-        folder = root / f"day={day}"
+    for (table, day), day_rows in sorted(by_day.items(), key=lambda item: (item[0][0].name, item[0][1])):
+        folder = table_root(root, table) / f"day={day}"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{_UNSAFE.sub('_', name)}.parquet"
         temporary = path.with_name(f".{path.name}.tmp")
-        pq.write_table(rows_table(day_rows), temporary, compression="zstd")
+        pq.write_table(table.arrow_table(day_rows), temporary, compression="zstd")
         with open(temporary, "rb") as stream:
             os.fsync(stream.fileno())
         os.replace(temporary, path)  # readers see the whole file or none
@@ -74,10 +81,14 @@ def remove_older_than(root: Path, days: int, today: date) -> list[str]:
 
 
 def remove_expired(root: Path, days: int) -> list[str]:
-    """Retention now: remove the day partitions more than days before today (UTC); the days removed."""
-    return remove_older_than(root, days, datetime.now(timezone.utc).date())
+    """Retention now: remove every table's day partitions more than days before today (UTC); the days removed."""
+    today = datetime.now(timezone.utc).date()
+    removed = set()
+    for table in TABLES:
+        removed.update(remove_older_than(table_root(root, table), days, today))
+    return sorted(removed)
 
 
-def parquet_glob(root: Path) -> str:
-    """The glob DuckDB reads the log with."""
-    return str(root / "day=*" / "*.parquet")
+def parquet_glob(root: Path, table: Table = PREDICTIONS) -> str:
+    """The glob DuckDB reads a table of the log with."""
+    return str(table_root(root, table) / "day=*" / "*.parquet")

@@ -6,8 +6,8 @@
     regno-log retention
 
 `predictions` is a view over PREDICTION_LOG_PARQUET_DIR (or PREDICTION_LOG_DIR/parquet, or --dir) with
-the day partition as a column. Rows are printed as JSON lines. Exit status 2 when the folder or the
-query is unusable, with one line saying why.
+the day partition as a column, and `labels` one over its labels/ folder (POST /reg/feedback). Rows are
+printed as JSON lines. Exit status 2 when the folder or the query is unusable, with one line saying why.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import orjson
 
 from config import Settings, SettingsError
 from service.predictions.parquet_store import parquet_glob, remove_expired
+from service.predictions.rows import LABELS, PREDICTIONS
 
 #: "Passes like this one": the same camera and the same plate templates, on the given day.
 DECIDED_SQL = """
@@ -37,13 +38,19 @@ GROUP BY source ORDER BY source
 
 
 def connect(root: Path):
-    """A DuckDB connection in memory with the view `predictions` over the Parquet files under root."""
+    """A DuckDB connection in memory with the views `predictions` and `labels` over the Parquet files under root."""
     if not any(root.glob("day=*/*.parquet")):
         raise FileNotFoundError(f"no prediction-log Parquet files under {root}")
     connection = duckdb.connect()
-    pattern = parquet_glob(root).replace("'", "''")
-    connection.execute(f"CREATE VIEW predictions AS SELECT * FROM read_parquet('{pattern}', "
-                       "hive_partitioning = true, union_by_name = true)")
+    for table in (PREDICTIONS, LABELS):
+        pattern = parquet_glob(root, table)
+        if table is PREDICTIONS or any(Path(pattern).parent.parent.glob("day=*/*.parquet")):
+            quoted = pattern.replace("'", "''")
+            connection.execute(f"CREATE VIEW {table.name} AS SELECT * FROM read_parquet('{quoted}', "
+                               "hive_partitioning = true, union_by_name = true)")
+        else:  # no label yet: an empty table of the same columns, so queries that join labels still run
+            empty = table.arrow_table([])
+            connection.execute(f"CREATE TABLE {table.name} AS SELECT *, NULL::VARCHAR AS day FROM empty")
     return connection
 
 

@@ -1,25 +1,85 @@
-"""What one prediction-log row holds, in a fixed column order, and how a row is built from a scored pass.
+"""What the log's rows hold, in a fixed column order: a scored pass (PREDICTIONS) and a label of one (LABELS).
 
 A row is a tuple while it travels (cheap to build on the request path); the writer serializes it as
-one JSON array per line, and the shipper turns lines into an Arrow table with SCHEMA.
+one JSON array per line, and the shipper turns lines into Arrow tables. A label row starts with
+LABEL_TAG, so both kinds share one journal, spool, shipper and sink, and a label is as durable as a row.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from model.engine import Scored
 from model.records import FIELDS, Record
 
-#: The columns, in row order: when, which request and pass, the ten fields, the answer, the shadow, the cache.
-COLUMNS = (
-    "ts", "request_id", "pass_id", "endpoint", *FIELDS,
-    "model", "arm", "positive", "negative", "regno", "source",
-    "shadow_model", "shadow_positive", "shadow_source",
-    "cache", "latency_ms", "error_field", "error",
-)
+#: The first element of a label's line; a prediction row's first element is its time, a number.
+LABEL_TAG = "label"
 _EMPTY_RECORD = (None,) * len(FIELDS)
-_TS = 0
+
+
+@dataclass(frozen=True)
+class Table:
+    """One kind of row: its columns in order, their Arrow types (string when not named), its folder."""
+
+    name: str
+    columns: tuple[str, ...]
+    #: Column -> Arrow type name ("timestamp", "float64", "int8", "bool", "float64_list"); others are strings.
+    types: tuple[tuple[str, str], ...]
+    #: Its folder under the Parquet root ("" for the root itself).
+    folder: str
+
+    def arrow_schema(self):
+        """The Arrow schema of the table's Parquet files (pyarrow is imported only by what writes or reads them)."""
+        import pyarrow as pa
+
+        arrow = {"timestamp": pa.timestamp("ms", tz="UTC"), "float64": pa.float64(), "int8": pa.int8(),
+                 "bool": pa.bool_(), "float64_list": pa.list_(pa.float64())}
+        types = dict(self.types)
+        return pa.schema([(name, arrow[types[name]] if name in types else pa.string()) for name in self.columns])
+
+    def arrow_table(self, rows: list[list]):
+        """An Arrow table of decoded rows (lists in column order); timestamps, in seconds, become milliseconds."""
+        import pyarrow as pa
+
+        schema = self.arrow_schema()
+        columns = list(zip(*rows)) if rows else [()] * len(self.columns)
+        arrays = []
+        for field, values in zip(schema, columns):
+            if pa.types.is_timestamp(field.type):
+                values = [None if value is None else int(value * 1000) for value in values]
+            arrays.append(pa.array(values, type=field.type))
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+
+#: A scored pass: when, which request and pass, the ten fields, the answer, the shadow, the cache.
+PREDICTIONS = Table(
+    "predictions",
+    ("ts", "request_id", "pass_id", "endpoint", *FIELDS,
+     "model", "arm", "positive", "negative", "regno", "source",
+     "shadow_model", "shadow_positive", "shadow_source",
+     "cache", "latency_ms", "error_field", "error"),
+    (("ts", "timestamp"), ("recognition_accuracy", "float64"), ("afts_regno_ai_score", "float64"),
+     ("afts_regno_ai_char_scores", "float64_list"), ("afts_regno_ai_length_scores", "float64_list"),
+     ("direction", "int8"), ("positive", "float64"), ("negative", "float64"), ("shadow_positive", "float64"),
+     ("latency_ms", "float64")),
+    "",
+)
+#: A pass's true plate: when it arrived, the pass, the truth and where it came from, and the pass's answer
+#: as the log has it (so quality needs no second look at the predictions): was each plate right.
+LABELS = Table(
+    "labels",
+    ("ts", "pass_id", "request_id", "pass_ts", "true_regno", "label_source", "labelled_at", "label",
+     "model", "arm", "positive", "regno", "source", "pick_correct", "camera_correct",
+     "shadow_model", "shadow_positive", "shadow_source", "shadow_pick_correct"),
+    (("ts", "timestamp"), ("pass_ts", "timestamp"), ("labelled_at", "timestamp"), ("label", "bool"),
+     ("positive", "float64"), ("pick_correct", "bool"), ("camera_correct", "bool"), ("shadow_positive", "float64"),
+     ("shadow_pick_correct", "bool")),
+    "labels",
+)
+TABLES = (PREDICTIONS, LABELS)
+#: Kept for readers of the prediction rows' column order.
+COLUMNS = PREDICTIONS.columns
 
 
 def scored_row(request_id: str, endpoint: str, result: Scored, record: Record, latency_ms: float,
@@ -40,33 +100,22 @@ def failed_row(request_id: str, endpoint: str, field: str, message: str, latency
             None, latency_ms, field, message)
 
 
+def label_row(values: tuple) -> tuple:
+    """The journal's row of a label: LABEL_TAG, then the values in LABELS' column order."""
+    return (LABEL_TAG, *values)
+
+
+def split_tables(rows: list[list]) -> dict[Table, list[list]]:
+    """Decoded rows by table, label rows without their tag."""
+    tables: dict[Table, list[list]] = {}
+    for row in rows:
+        if row and row[0] == LABEL_TAG:
+            tables.setdefault(LABELS, []).append(row[1:])
+        else:
+            tables.setdefault(PREDICTIONS, []).append(row)
+    return tables
+
+
 def row_day(row: list) -> str:
-    """The UTC day of a row's time, YYYY-MM-DD: its Parquet partition."""
-    return time.strftime("%Y-%m-%d", time.gmtime(row[_TS]))
-
-
-def arrow_schema():
-    """The Arrow schema of the Parquet files (pyarrow is imported only by what writes or reads them)."""
-    import pyarrow as pa
-
-    types = {
-        "ts": pa.timestamp("ms", tz="UTC"), "recognition_accuracy": pa.float64(),
-        "afts_regno_ai_score": pa.float64(), "afts_regno_ai_char_scores": pa.list_(pa.float64()),
-        "afts_regno_ai_length_scores": pa.list_(pa.float64()), "direction": pa.int8(),
-        "positive": pa.float64(), "negative": pa.float64(), "shadow_positive": pa.float64(),
-        "latency_ms": pa.float64(),
-    }
-    return pa.schema([(name, types.get(name, pa.string())) for name in COLUMNS])
-
-
-def rows_table(rows: list[list]):
-    """An Arrow table of decoded rows (lists in COLUMNS order), timestamps in milliseconds."""
-    import pyarrow as pa
-
-    columns = list(zip(*rows)) if rows else [()] * len(COLUMNS)
-    arrays = []
-    for name, field, values in zip(COLUMNS, arrow_schema(), columns):
-        if name == "ts":
-            values = [int(value * 1000) for value in values]
-        arrays.append(pa.array(values, type=field.type))
-    return pa.Table.from_arrays(arrays, schema=arrow_schema())
+    """The UTC day of a row's time (its first column, in either table), YYYY-MM-DD: its Parquet partition."""
+    return time.strftime("%Y-%m-%d", time.gmtime(row[0]))

@@ -10,7 +10,8 @@ the host once its batch is fsynced. Waking on a timer rather than per row keeps 
 the interpreter from the request threads a thousand times a second. A writer holds an flock on its
 journal and its open segment for as long as it lives, so the shipper can tell a live writer's files
 from a dead one's. When the spool holds PREDICTION_LOG_SPOOL_MAX_BYTES of unshipped segments, rows are
-dropped and counted.
+dropped and counted; labels (rows.LABELS, from POST /reg/feedback) travel the same way but are never
+sampled, and never dropped once their sender was told they were taken.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ import random
 import threading
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import orjson
 
+from service.observe.throttled_log import ThrottledLog
 from service.predictions.journal import SUFFIX as JOURNAL, Journal
 from service.predictions.locks import create_locked
+from service.predictions.rows import LABEL_TAG
 
 log = logging.getLogger("regno")
 
@@ -37,6 +40,8 @@ WRITE_INTERVAL_S = 0.05
 #: Seconds between two scans of the spool's size.
 SCAN_S = 1.0
 OPEN, SEALED = ".open", ".seg"
+#: How a label row's line starts (rows.label_row, as orjson writes it).
+_LABEL_LINE = b'["' + LABEL_TAG.encode() + b'",'
 
 
 class LogObserver(Protocol):
@@ -70,6 +75,11 @@ def total_bytes(files: list[Path]) -> int:
         except FileNotFoundError:
             pass
     return total
+
+
+def label_lines(data: bytes) -> int:
+    """How many of these JSON lines are label rows (a line break never occurs inside a JSON line)."""
+    return data.startswith(_LABEL_LINE) + data.count(b"\n" + _LABEL_LINE)
 
 
 def fsync_folder(folder: Path) -> None:
@@ -109,8 +119,12 @@ class PredictionLog:
     """Takes rows without blocking and writes them to segment files from threads of this process."""
 
     def __init__(self, spool: Path, queue_size: int, segment_s: float, segment_bytes: int, spool_max_bytes: int,
-                 sample: float = 1.0, observer: LogObserver | None = None):
+                 sample: float = 1.0, observer: LogObserver | None = None,
+                 on_written: Callable[[bytes], None] | None = None):
         self.spool = spool
+        #: Hears each batch of lines once it is in a segment, from the writer thread (the pass index).
+        self.on_written = on_written
+        self._complaints = ThrottledLog(log, 10.0)
         self.queue_size = queue_size
         self.segment_s, self.segment_bytes, self.spool_max_bytes = segment_s, segment_bytes, spool_max_bytes
         self.sample = sample
@@ -136,6 +150,12 @@ class PredictionLog:
             return
         if not self._journal.put(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)):
             self._count("dropped_queue_full")
+
+    def log_label(self, row: tuple) -> bool:
+        """Put a label row (rows.label_row) in the journal, never sampled; False when the journal is full."""
+        if self._pid != os.getpid():
+            self.start()
+        return self._journal.put(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
 
     def start(self) -> None:
         """Start this process's journal and threads (none survive a fork: each worker starts its own)."""
@@ -194,17 +214,27 @@ class PredictionLog:
                 time.sleep(0.1)
 
     def _write(self, data: bytes) -> None:
-        """Append rows to the open segment (opening one if needed), or drop them when the spool is full."""
-        rows = data.count(b"\n")
+        """Append rows to the open segment (opening one if needed); when the spool is full, keep only labels."""
+        labels = label_lines(data)
         if self._spool_size() + len(data) > self.spool_max_bytes:
-            self._count("dropped_spool_full", rows)
-            return
+            # A label was acknowledged to its sender: it is kept, the spool's cap is for the rows, many times more.
+            kept = b"".join(line for line in data.splitlines(keepends=True) if line.startswith(_LABEL_LINE))
+            self._count("dropped_spool_full", data.count(b"\n") - labels)
+            if not kept:
+                return
+            data = kept
         if self._segment is None:
             self._sequence += 1
             self._segment = _Segment(self.spool, self._sequence)
         self._segment.append(data)
         self._spool_bytes += len(data)
-        self._count("logged", rows)
+        self._count("logged", data.count(b"\n") - labels)
+        if self.on_written is not None:
+            try:
+                self.on_written(data)
+            except Exception as error:  # noqa: BLE001 - the rows are written: a failing listener must not repeat them
+                self._complaints.warning("prediction log: the pass index missed a batch: %s: %s",
+                                         type(error).__name__, error)
 
     def _due(self) -> bool:
         """True when the open segment is old or big enough to seal."""
