@@ -22,7 +22,7 @@ from service.predictions.parquet_store import remove_older_than
 from service.predictions.query import by_request, connect, rows
 from tests.conftest import API_KEY, ApiClient
 from tests.test_metrics import _samples
-from training.simulate import simulate_records
+from training.simulate import simulate, simulate_records
 
 REGNO_LOG = str(Path(sys.executable).with_name("regno-log"))
 REGNO_LOG_SINK = str(Path(sys.executable).with_name("regno-log-sink"))
@@ -226,9 +226,15 @@ def test_a_nats_outage_spools_and_everything_arrives_once_it_is_back(tmp_path):
         sink = start([REGNO_LOG_SINK], service_env(**env), tmp_path / "sink.log", 0)
         try:
             with gunicorn(env, tmp_path / "gunicorn.log", workers=2) as server:
+                labelled = simulate(1, seed=23)[0]
+                headers = {"x-api-key": API_KEY}
+                pass_id = requests.post(f"{server.base_url}/reg/", json=labelled.record, timeout=10,
+                                        headers={**headers, "X-Request-ID": "labelled"}).json()["body"]["pass_id"]
                 with Load(server.base_url, simulate_records(400, seed=22), pause_s=0.02) as load:
                     time.sleep(3)
                     nats.stop()
+                    label = requests.post(f"{server.base_url}/reg/feedback", headers=headers, timeout=10,
+                                          json={"pass_id": pass_id, "true_regno": labelled.plate})
                     time.sleep(30)
                     spooled = list((tmp_path / "log" / "spool").glob("seg-*.seg"))
                     nats.start()
@@ -236,13 +242,19 @@ def test_a_nats_outage_spools_and_everything_arrives_once_it_is_back(tmp_path):
                 assert not load.failed and set(load.answered.values()) <= {200, 400}
                 assert load.slowest < 1.0, load.slowest
                 assert spooled, "nothing spooled while NATS was down"
+                assert label.status_code == 200  # taken while the sink was away
                 counts = _wait_for_rows(parquet, set(load.answered), seconds=90)
+                deadline = time.monotonic() + 30
+                while not any((parquet / "labels").glob("day=*/*.parquet")) and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                stored = rows(connect(parquet), "SELECT pass_id, true_regno FROM labels")
         finally:
             stop(sink)
     missing = set(load.answered) - counts.keys()
     assert not missing, f"{len(missing)} answered requests have no row"
     assert all(counts[request_id] == 1 for request_id in load.answered)
-    assert set(counts) == set(load.answered)
+    assert set(counts) - {"labelled"} == set(load.answered)
+    assert stored == [{"pass_id": pass_id, "true_regno": labelled.plate}]  # the label arrived once, like the rows
 
 
 def test_a_journal_outlives_the_process_that_wrote_it(tmp_path):
