@@ -272,3 +272,32 @@ def test_a_journal_outlives_the_process_that_wrote_it(tmp_path):
     alive = Journal(tmp_path / "journal-3-4.journal", 4096)
     alive.put(b"[9]\n")
     assert recover(tmp_path / "journal-3-4.journal") is None
+
+
+def test_flush_seals_every_row_logged_before_it_while_rows_keep_coming(tmp_path):
+    """Rows logged before flush() are all in sealed segments when it returns, even with a logger running beside it."""
+    from service.predictions.spool import PredictionLog, sealed_files
+
+    spool_log = PredictionLog(tmp_path, queue_size=100_000, segment_s=3600, segment_bytes=1 << 30,
+                              spool_max_bytes=1 << 30)
+    logged, stop_logging = [0], threading.Event()
+
+    def keep_logging() -> None:
+        while not stop_logging.is_set():
+            spool_log.log((logged[0],))
+            logged[0] += 1
+            time.sleep(0.0001)
+
+    spool_log.start()
+    logger = threading.Thread(target=keep_logging)
+    logger.start()
+    try:
+        for _ in range(20):
+            before = logged[0]
+            assert spool_log.flush()
+            sealed = {orjson.loads(line)[0] for path in sealed_files(tmp_path) for line in path.read_bytes().splitlines()}
+            assert set(range(before)) <= sealed
+    finally:
+        stop_logging.set()
+        logger.join()
+        spool_log.close()

@@ -139,6 +139,7 @@ class PredictionLog:
         self._stopping = False
         self._segment: _Segment | None = None
         self._sequence = 0
+        self._passes = 0  # the writer's finished passes (take, write, maybe seal), for flush()
         self._spool_bytes, self._scanned = 0, -SCAN_S
 
     def log(self, row: tuple) -> None:
@@ -178,15 +179,22 @@ class PredictionLog:
         self._thread.join(timeout_s)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
-        """Write every row the journal holds and seal the open segment; True when done in time (tests, benchmarks)."""
+        """Write every row logged before this call and seal its segment; True when done in time (tests, benchmarks)."""
         if self._pid != os.getpid():
             return True
+        deadline = time.monotonic() + timeout_s
+        # First every row logged so far into the open segment, then the seal: asking for both at once lets the
+        # writer seal the batch it holds and write the journal's rest into a new segment that nothing seals. The
+        # second pass from now is the first to start after this call, so it takes every row logged before it.
+        wanted = self._passes + 2
+        while self._passes < wanted and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.005)
         self._seal_requested.set()
         self._wake.set()
-        deadline = time.monotonic() + timeout_s
-        while (self._seal_requested.is_set() or not self._journal.empty()) and time.monotonic() < deadline:
+        while self._seal_requested.is_set() and time.monotonic() < deadline:
             time.sleep(0.005)
-        return not self._seal_requested.is_set() and self._journal.empty()
+        return not self._seal_requested.is_set()
 
     def _count(self, outcome: str, count: int = 1) -> None:
         if self.observer is not None:
@@ -209,6 +217,7 @@ class PredictionLog:
                 if stopping:
                     self._journal.close()  # everything is in a sealed segment now
                     return
+                self._passes += 1
             except Exception:  # noqa: BLE001 - the writer must outlive a full disk or a surprise; it is logged
                 log.exception("prediction log writer failed; it goes on")
                 time.sleep(0.1)
