@@ -14,7 +14,7 @@ from model.registry import load_serving
 from model.routing import ModelSlot, Routing
 from model.scorer import ModelLoadError
 from service import predictions, quality, state
-from service.api import debug, docs, feedback, health, scoring
+from service.api import debug, docs, explain, feedback, health, scoring
 from service.cache import ScoreCache
 from service.http import envelope
 from service.http.auth import ApiKeys
@@ -84,6 +84,7 @@ def create_app_or_exit(settings: Settings | None = None, shared_metrics: bool = 
 def register_blueprints(app: Flask, settings: Settings) -> None:
     """One blueprint per concern; the debug one only when asked for."""
     app.register_blueprint(scoring.bp)
+    app.register_blueprint(explain.bp)
     app.register_blueprint(feedback.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(docs.bp)

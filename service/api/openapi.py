@@ -99,6 +99,28 @@ def build(settings: Settings, model_version: str, answer_example: dict) -> dict:
                     **body_failures, **key_failures,
                 },
             }},
+            "/reg/explain": {"post": {
+                **scoring,
+                "operationId": "explain",
+                "summary": "Score one pass and show which features made the score",
+                "description": "The answer POST /reg/ gives, by the same model, never from the cache, with CatBoost's "
+                               "SHAP values: expected_value + the sum of every feature's contribution is raw_score "
+                               "(log-odds), and sigmoid(raw_score) is positive.",
+                "parameters": [{"name": "top", "in": "query", "required": False,
+                                "description": "how many contributions to list, largest first: 1 to the model's "
+                                               "number of features, or all (default 10)",
+                                "schema": {"type": "string", "pattern": "^(all|[1-9][0-9]*)$"}}],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": _ref("Record"), "example": PROBE_RECORD}}},
+                "responses": {
+                    "200": _json(_envelope(_ref("Explanation"), "ok"), "the answer and its explanation",
+                                 headers=_REQUEST_ID),
+                    **body_failures,
+                    "400": _fail("the body is not a JSON object, a record field is wrong (the message names it), "
+                                 "or top is out of range"),
+                    **key_failures,
+                },
+            }},
             "/reg/feedback": {"post": {
                 **scoring,
                 "operationId": "feedback",
@@ -132,7 +154,8 @@ def build(settings: Settings, model_version: str, answer_example: dict) -> dict:
                                                                 "alive")}}},
             "/health/ready": {"get": {
                 "operationId": "ready", "summary": "The model answers a probe in this worker", "tags": ["health"],
-                "responses": {"200": _json(_envelope(_object({"status": _string(), "model": _string()}), "ok"), "ready"),
+                "responses": {"200": _json(_envelope(_object({"status": _string(), "model": _string()}), "ok"),
+                                           "ready"),
                               "503": _fail("the probe prediction failed")}}},
             "/openapi.json": {"get": {
                 "operationId": "openapi", "summary": "This document", "tags": ["operations"],
@@ -168,6 +191,17 @@ def build(settings: Settings, model_version: str, answer_example: dict) -> dict:
                     "pass_id": {"type": "string", "pattern": "^[0-9a-f]{16}$",
                                 "description": "the pass's id (a hash of the record): labels name the pass by it"},
                 }),
+                "Explanation": {"allOf": [_ref("Answer"), _object({
+                    "raw_score": {"type": "number", "description": "log-odds of positive"},
+                    "expected_value": {"type": "number", "description": "the SHAP base value"},
+                    "contributions": {"type": "array", "description": "largest absolute contribution first",
+                                      "items": _object({
+                                          "feature": _string(),
+                                          "value": {"description": "the feature's value (null for NaN)"},
+                                          "contribution": {"type": "number"}})},
+                    "other": {"type": "number", "description": "the sum of the contributions not listed"},
+                    "features": {"type": "integer", "minimum": 1, "description": "how many features the model has"},
+                })]},
                 "Label": {"type": "object", "required": ["true_regno"], "additionalProperties": False,
                           "oneOf": [{"required": ["pass_id"]}, {"required": ["request_id"]}], "properties": {
                     "pass_id": {"type": "string", "pattern": "^[0-9a-f]{16}$",

@@ -69,8 +69,9 @@ def handle_http_error(error: HTTPException) -> Response:
 
 
 def handle_record_error(error: RecordError) -> Response:
-    """A record that fails validation: 400 naming the field."""
-    _count_validation_failure(error.field)
+    """A record that fails validation: 400 naming the field (counted when it was sent to be scored)."""
+    if request.blueprint == "scoring":
+        _count_validation_failure(error.field)
     return fail(str(error), 400)
 
 
