@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # make run's development defaults; anything set in the environment wins.
 REGNO_ENV ?= development
 
-.PHONY: run serve proxy openssl nats-server test load model bench bench-stalled bench-log bench-record bench-cache bench-overhead bench-score-file redis-server prometheus wrk clean
+.PHONY: run serve proxy openssl nats-server chromium report-screenshot test load model bench bench-stalled bench-log bench-record bench-cache bench-overhead bench-score-file redis-server prometheus wrk clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "make: no python3 found; install Python 3.11" >&2; exit 1; }
@@ -31,7 +31,7 @@ run: $(VENV)/.installed
 serve: $(VENV)/.installed proxy
 	REGNO_ENV=$(REGNO_ENV) exec $(BIN)/python -m service.proxy.serve gunicorn.conf.py
 
-test: $(VENV)/.installed-test redis-server prometheus wrk proxy openssl nats-server
+test: $(VENV)/.installed-test redis-server prometheus wrk proxy openssl nats-server chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The tests start their own redis-server and Prometheus; install them with the system package manager when missing.
@@ -55,6 +55,14 @@ proxy:
 # The proxy's tests make their own certificates.
 openssl:
 	@scripts/install-system-package openssl openssl
+
+# The headless browser the report's tests (and its screenshot) open the page in; Playwright's own is never fetched.
+chromium:
+	@scripts/install-system-package chromium chromium
+
+# The docs' picture of regno-report: a simulated day of traffic with labels, its report, the first page as PNG.
+report-screenshot: $(VENV)/.installed-test chromium
+	$(BIN)/python -m loadtest.report_screenshot docs/report.png
 
 # The load generator of the benchmarks (and of their tests).
 wrk:

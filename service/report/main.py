@@ -1,0 +1,120 @@
+"""regno-report: one self-contained HTML page on how the models did over a time window of the prediction log.
+
+    regno-report                                   today (UTC)
+    regno-report --day yesterday -o report.html
+    regno-report --from 2026-12-01 --to 2026-12-03 --model v2=/tmp/v2.cbm
+    regno-report --from 2026-12-03T08:00:00Z --to 2026-12-03T12:00:00Z --dir /data/log/parquet
+
+Passes are chosen by the time of their predictions (--to as a day includes that day); labels join whenever they
+arrived. The log is PREDICTION_LOG_PARQUET_DIR (or PREDICTION_LOG_DIR/parquet, or --dir); each version's model
+file comes from --model, MODELS_DIR or MODEL_PATH. Exit status 2, with one line saying why, when the folder is
+missing or empty or the window holds no row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Sequence
+
+import duckdb
+
+from config import Settings, SettingsError
+from service.predictions.query import connect
+from service.report.data import EmptyWindow, Window, build
+from service.report.references import References, parse_model_option
+from service.report.render import render
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_day(text: str, today: date) -> date:
+    """A day: YYYY-MM-DD, today or yesterday."""
+    return {"today": today, "yesterday": today - timedelta(days=1)}.get(text) or date.fromisoformat(text)
+
+
+def parse_moment(text: str, end_of_day: bool) -> datetime:
+    """A bound of the window in UTC: a day (its start, or the next day's start at the end) or a full timestamp."""
+    if _DATE.match(text):
+        start = datetime.combine(date.fromisoformat(text), time(), tzinfo=timezone.utc)
+        return start + timedelta(days=1) if end_of_day else start
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def window_of(day: str | None, start: str | None, end: str | None, now: datetime) -> Window:
+    """The window the options name: --day, or --from/--to (either may be left out), or today (UTC)."""
+    if start is None and end is None:
+        first = parse_day(day or "today", now.date())
+        midnight = datetime.combine(first, time(), tzinfo=timezone.utc)
+        return Window(midnight, midnight + timedelta(days=1))
+    upper = parse_moment(end, end_of_day=True) if end else now
+    # --to alone: from the start of the day it ends in.
+    lower = (parse_moment(start, end_of_day=False) if start
+             else datetime.combine((upper - timedelta(microseconds=1)).date(), time(), tzinfo=timezone.utc))
+    if lower >= upper:
+        raise ValueError(f"the window is empty: --from {start} is not before --to {end or 'now'}")
+    return Window(lower, upper)
+
+
+def bound_name(moment: datetime, end: bool) -> str:
+    """A bound as it goes in the default file name: the day when it is a day boundary, else the time."""
+    if moment.time() == time():
+        return (moment - timedelta(days=1) if end else moment).date().isoformat()
+    return f"{moment:%Y-%m-%dT%H%M%SZ}"
+
+
+def default_out(window: Window) -> Path:
+    """regno-report-<from>-<to>.html, with --to's day (the last day covered) for a whole-day window."""
+    return Path(f"regno-report-{bound_name(window.start, False)}-{bound_name(window.end, True)}.html")
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command's options."""
+    parser = argparse.ArgumentParser(prog="regno-report", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--day", help="YYYY-MM-DD, today or yesterday (UTC; default today)")
+    parser.add_argument("--from", dest="start", help="start: YYYY-MM-DD or a full timestamp (UTC unless it says)")
+    parser.add_argument("--to", dest="end", help="end: YYYY-MM-DD (that day included) or a full timestamp")
+    parser.add_argument("-o", "--out", type=Path, help="the HTML file (default regno-report-<from>-<to>.html)")
+    parser.add_argument("--dir", type=Path, help="the Parquet folder (default: from the settings)")
+    parser.add_argument("--model", action="append", default=[], metavar="VERSION=PATH",
+                        help="the model file of a version, for its training reference (repeatable)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run regno-report."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.day and (args.start or args.end):
+        parser.error("--day goes alone, without --from or --to")
+    try:
+        window = window_of(args.day, args.start, args.end, datetime.now(timezone.utc))
+        named = dict(parse_model_option(option) for option in args.model)
+    except ValueError as error:
+        parser.error(str(error))
+    try:
+        settings = Settings.from_env()
+        root = args.dir or settings.prediction_log_parquet
+        if root is None:
+            raise SettingsError("no log folder: set PREDICTION_LOG_DIR or PREDICTION_LOG_PARQUET_DIR, or pass --dir")
+        references = References(named, settings.models_dir, settings.model_path)
+        report = build(connect(root), window, settings.pick_threshold, references)
+        out = args.out or default_out(window)
+        out.write_text(render(report, str(root)), encoding="utf-8")
+    except (SettingsError, FileNotFoundError, EmptyWindow, OSError) as error:
+        print(f"regno-report: {error}", file=sys.stderr)
+        return 2
+    except duckdb.Error as error:  # an unreadable file: DuckDB's first line says which
+        print(f"regno-report: {type(error).__name__}: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
