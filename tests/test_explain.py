@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from dataclasses import replace
 
 import numpy as np
 import orjson
 import pytest
 
+from loadtest.servers import ROOT
 from model import BUNDLED_MODEL
 from model.explain import explain, json_safe, ranked
 from model.records import canonical_bytes, parse_record
@@ -16,6 +19,7 @@ from model.routing import pass_digest
 from model.scorer import PROBE_RECORD
 from service import create_app
 from tests.conftest import ApiClient
+from tests.test_makefile import _readme_curl
 from tests.test_metrics import _samples
 from tests.test_model_swap import models_dir, second_model, with_candidate  # noqa: F401 - fixtures
 from tests.test_parity import team_scorer  # noqa: F401 - fixture
@@ -226,3 +230,12 @@ def test_helpers():
         None, None, 0.5, 3, "А 1", 2]
     assert type(json_safe(np.float64(0.5))) is float
     assert ranked([0.1, -0.3, 0.0, 0.3, -0.1]) == [1, 3, 0, 4, 2]
+
+
+def test_the_readme_example_is_what_the_bundled_model_answers(client):
+    """The README's explain answer is the one the bundled model gives for the README's curl record, to the digit."""
+    record, _ = _readme_curl()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    shown = re.search(r"^```json\n(\{\"body\":\{[^\n]*\"raw_score\".*?)\n```", text, re.M | re.S)
+    assert shown, "the README lost its explain answer"
+    assert _explain(client, record, "?top=3").get_json() == json.loads(shown.group(1))
