@@ -90,7 +90,7 @@ bench-stalled: $(VENV)/.installed-test proxy
 	$(BIN)/python -m loadtest.bench_stalled $(BENCH_ARGS)
 
 # The prediction log at 500 requests a second for 60 s: every answer's row in Parquet, nothing dropped.
-bench-log: $(VENV)/.installed-test
+bench-log: $(VENV)/.installed-test redis-server
 	$(BIN)/python -m loadtest.bench_log $(BENCH_ARGS)
 
 # Throughput of /reg/ with metrics and Sentry on against both off, under the same gunicorn, in one run.

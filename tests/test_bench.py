@@ -82,3 +82,9 @@ def test_log_bench_finds_a_row_for_every_answer():
     sent, answered, failed, found, ids, dropped = map(int, row.groups()[:6])
     assert sent == 300 and answered + failed == sent
     assert found == ids == answered and dropped == 0
+    labels = re.search(r"^\| (\d+) \| (\d+) \| (\d+) \| ([\d,]+) \| (\d+) \| (\d+) \|$", result.stdout, re.M)
+    assert labels, result.stdout
+    labels_sent, accepted, labelled, _, indexed, bytes_per_pass = (int(value.replace(",", ""))
+                                                                    for value in labels.groups())
+    assert labels_sent == accepted == labelled == indexed == answered  # every pass found and counted once
+    assert 50 < bytes_per_pass < 5000
