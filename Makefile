@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # make run's development defaults; anything set in the environment wins.
 REGNO_ENV ?= development
 
-.PHONY: run serve proxy openssl nats-server chromium report-screenshot test load model bench bench-stalled bench-log bench-record bench-cache bench-overhead bench-score-file redis-server prometheus wrk clean
+.PHONY: run serve proxy openssl nats-server chromium mlflow-server report-screenshot test load model bench bench-stalled bench-log bench-record bench-cache bench-overhead bench-score-file redis-server prometheus wrk clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "make: no python3 found; install Python 3.11" >&2; exit 1; }
@@ -31,7 +31,7 @@ run: $(VENV)/.installed
 serve: $(VENV)/.installed proxy
 	REGNO_ENV=$(REGNO_ENV) exec $(BIN)/python -m service.proxy.serve gunicorn.conf.py
 
-test: $(VENV)/.installed-test redis-server prometheus wrk proxy openssl nats-server chromium
+test: $(VENV)/.installed-test redis-server prometheus wrk proxy openssl nats-server chromium mlflow-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The tests start their own redis-server and Prometheus; install them with the system package manager when missing.
@@ -63,6 +63,16 @@ chromium:
 # The docs' picture of regno-report: a simulated day of traffic with labels, its report, the first page as PNG.
 report-screenshot: $(VENV)/.installed-test chromium
 	$(BIN)/python -m loadtest.report_screenshot docs/report.png
+
+# The MLflow tracking server the model-source tests start (a registry with SQLite and a local artifact folder).
+# It lives in a venv of its own: the server pins gunicorn<27 and the service runs gunicorn 27; the service
+# itself needs only MLflow's client (the `mlflow` extra).
+MLFLOW_VENV := .venv-mlflow
+mlflow-server: $(MLFLOW_VENV)/.installed
+$(MLFLOW_VENV)/.installed:
+	@$(PYTHON) -m venv $(MLFLOW_VENV) || { echo "make: cannot create $(MLFLOW_VENV) (on Debian: apt-get install python3-venv)" >&2; exit 1; }
+	@$(MLFLOW_VENV)/bin/pip install --quiet mlflow==3.17.2 || { echo "make: pip could not install the MLflow server into $(MLFLOW_VENV)" >&2; exit 1; }
+	@touch $@
 
 # The load generator of the benchmarks (and of their tests).
 wrk:
@@ -117,4 +127,4 @@ load: $(VENV)/.installed-test
 		$(BIN)/python -m loadtest.load_summary $(REPORTS)/load && exit $$status
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(MLFLOW_VENV) build *.egg-info .pytest_cache

@@ -40,6 +40,20 @@ class Settings:
     models_dir: Path | None = None
     #: Seconds between two looks at the models directory's pointers, in each worker.
     model_poll_s: float = 2.0
+    #: Where models are published: a folder, s3://bucket/prefix or models:/<name> (MLflow); MODELS_DIR is its cache.
+    model_source: str | None = None
+    #: Seconds between two looks of the syncer at the model source.
+    model_sync_s: float = 30.0
+    #: Seconds each call to the model source may take before it counts as a failure.
+    model_source_timeout_s: float = 10.0
+    #: Endpoint URL of an S3-compatible store (MinIO, Ceph, moto); unset for AWS itself.
+    model_source_s3_endpoint: str | None = None
+    #: The MLflow tracking server of a models:/ source; MLflow's own variable.
+    mlflow_tracking_uri: str | None = None
+    #: The MLflow alias that names the current model.
+    model_alias_current: str = "champion"
+    #: The MLflow alias that names the candidate model.
+    model_alias_candidate: str = "challenger"
     #: Share of scored requests the candidate model also scores after the answer is sent, to compare.
     shadow_share: float = 0.0
     #: Share of passes the candidate model answers, chosen by a hash of the record (the same pass, the same model).
@@ -180,6 +194,11 @@ class Settings:
         return self.prediction_log_dir / "parquet" if self.prediction_log_dir is not None else None
 
     @property
+    def model_source_remote(self) -> bool:
+        """True when models come from a source that a syncer copies into MODELS_DIR."""
+        return self.model_source is not None
+
+    @property
     def proxy_tls(self) -> bool:
         """True when the proxy serves HTTPS."""
         return self.proxy_tls_cert_file is not None
@@ -204,6 +223,7 @@ class Settings:
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
         self.check_proxy()
+        self.check_model_source()
         if self.prediction_log_nats_url and not self.prediction_log_nats_url.startswith(("nats://", "tls://")):
             raise SettingsError("PREDICTION_LOG_NATS_URL must start with nats:// or tls://")
         if self.prediction_log_nats_url and not self.prediction_log_on:
@@ -213,6 +233,20 @@ class Settings:
             raise SettingsError("PASS_INDEX_URL must start with redis://, rediss:// or unix://")
         if not self.development and DEVELOPMENT_KEY in self.api_keys:
             raise SettingsError(f"the development key {DEVELOPMENT_KEY!r} is not allowed outside development mode")
+
+    def check_model_source(self) -> None:
+        """Raise SettingsError when the model source's settings do not fit together (all the syncer's start needs)."""
+        if self.model_source is None:
+            return
+        if self.models_dir is None:
+            raise SettingsError("MODEL_SOURCE needs MODELS_DIR: the syncer verifies each model there before it serves")
+        if self.model_source.startswith("models:/"):
+            if not self.mlflow_tracking_uri:
+                raise SettingsError("MODEL_SOURCE=models:/... needs MLFLOW_TRACKING_URI, the registry's server")
+            if self.model_alias_current == self.model_alias_candidate:
+                raise SettingsError("MODEL_ALIAS_CURRENT and MODEL_ALIAS_CANDIDATE must differ")
+        elif "://" in self.model_source and not self.model_source.startswith(("s3://", "file://")):
+            raise SettingsError("MODEL_SOURCE must be a folder, s3://bucket/prefix or models:/<name>")
 
     def check_proxy(self) -> None:
         """Raise SettingsError when the proxy's settings do not fit together (all the proxy's own start needs)."""
@@ -321,6 +355,13 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "MODEL_PATH": ("model_path", Path),
     "MODELS_DIR": ("models_dir", Path),
     "MODEL_POLL_S": ("model_poll_s", _positive_float),
+    "MODEL_SOURCE": ("model_source", str),
+    "MODEL_SYNC_S": ("model_sync_s", _positive_float),
+    "MODEL_SOURCE_TIMEOUT_S": ("model_source_timeout_s", _positive_float),
+    "MODEL_SOURCE_S3_ENDPOINT": ("model_source_s3_endpoint", str),
+    "MLFLOW_TRACKING_URI": ("mlflow_tracking_uri", str),
+    "MODEL_ALIAS_CURRENT": ("model_alias_current", str),
+    "MODEL_ALIAS_CANDIDATE": ("model_alias_candidate", str),
     "SHADOW_SHARE": ("shadow_share", _probability),
     "CANARY_SHARE": ("canary_share", _probability),
     "PICK_THRESHOLD": ("pick_threshold", _probability),

@@ -4,28 +4,25 @@ A model is a folder: `model.cbm` and `metadata.json` (version, created date, tra
 metrics, and the SHA-256 of `model.cbm`). A models directory holds such folders, named by version,
 and two pointer files: `current` names the folder that answers, `candidate` the one being tried (the
 file may be absent). Changing a pointer file (written to a temporary name, then renamed) is how a model
-is swapped or rolled back.
-
-    python -m model.registry publish MODEL.cbm --models-dir DIR [--version V] [--current | --candidate]
+is swapped or rolled back; `previous` remembers what `current` named before the last promotion, for a
+rollback. The same layout is what an S3 source holds (model/sources/), and MODELS_DIR is the verified
+local copy of whatever the source holds. `regno-model` (model/manage.py) publishes and moves pointers.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import math
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
-
 from model.scorer import ModelLoadError, Scorer, file_checksum
 
 MODEL_FILE = "model.cbm"
 METADATA_FILE = "metadata.json"
-CURRENT, CANDIDATE = "current", "candidate"
+CURRENT, CANDIDATE, PREVIOUS = "current", "candidate", "previous"
 
 
 @dataclass(frozen=True)
@@ -99,57 +96,43 @@ def load_serving(models_dir: Path | None, model_path: Path) -> tuple[Scorer, Poi
     return load_pointed(models_dir, CURRENT, pointer), pointer
 
 
-def publish(model_file: Path, models_dir: Path, version: str | None = None, extra: dict | None = None) -> Path:
-    """Copy a .cbm into a new model folder of models_dir, with its metadata; the folder's path.
+def describe(model_file: Path, version: str | None = None, extra: dict | None = None) -> dict:
+    """The metadata a publisher records beside a .cbm: version, training facts, sha256 and the probe's answer.
 
     The version defaults to the one in the model's own metadata; the held-out figures and training
-    description come from there too when train.py wrote them.
+    description come from there too when train.py wrote them. Loading and probing here refuses, at the
+    team's desk, what every replica would refuse.
     """
-    scorer = Scorer.load(model_file)  # refuses what the service would refuse
+    scorer = Scorer.load(model_file)
+    probe = scorer.probe().positive
+    if not math.isfinite(probe):
+        raise ModelLoadError(f"{model_file} scores the probe record as {probe}, not a probability")
     own = dict(scorer.model.get_metadata())
-    version = version or own.get("version") or f"sha256-{scorer.checksum[:12]}"
-    folder = models_dir / version
-    if folder.exists():
-        raise FileExistsError(f"{folder} exists: a published version is never overwritten")
-    staging = models_dir / f".{version}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    shutil.copyfile(model_file, staging / MODEL_FILE)
-    metadata = {
-        "version": version,
+    return {
+        "version": version or own.get("version") or f"sha256-{scorer.checksum[:12]}",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "training_data": own.get("trained_with", "not recorded in the model"),
         "holdout_metrics": {name: float(own[name]) for name in ("holdout_auc", "holdout_accuracy") if name in own},
-        "sha256": file_checksum(staging / MODEL_FILE),
+        "sha256": scorer.checksum,
+        "probe_positive": probe,
         **(extra or {}),
     }
+
+
+def publish(model_file: Path, models_dir: Path, version: str | None = None, extra: dict | None = None) -> Path:
+    """Copy a .cbm into a new model folder of models_dir, with its metadata (describe()); the folder's path."""
+    return write_folder(model_file, models_dir, describe(model_file, version, extra))
+
+
+def write_folder(model_file: Path, models_dir: Path, metadata: dict) -> Path:
+    """A model folder from a model file and its metadata, appearing whole or not at all; never overwrites one."""
+    folder = models_dir / metadata["version"]
+    if folder.exists():
+        raise FileExistsError(f"{folder} exists: a published version is never overwritten")
+    staging = models_dir / f".{metadata['version']}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copyfile(model_file, staging / MODEL_FILE)
     (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     os.replace(staging, folder)  # the folder appears whole or not at all
     return folder
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`publish`: make a model folder from a .cbm and optionally point current or candidate at it."""
-    parser = argparse.ArgumentParser(prog="python -m model.registry", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    publish_command = commands.add_parser("publish", help="copy a .cbm into a new model folder")
-    publish_command.add_argument("model", type=Path)
-    publish_command.add_argument("--models-dir", type=Path, required=True)
-    publish_command.add_argument("--version")
-    pointer = publish_command.add_mutually_exclusive_group()
-    pointer.add_argument("--current", action="store_true", help="then point `current` at it")
-    pointer.add_argument("--candidate", action="store_true", help="then point `candidate` at it")
-    args = parser.parse_args(argv)
-    try:
-        folder = publish(args.model, args.models_dir, args.version)
-    except (ModelLoadError, FileExistsError, OSError) as error:
-        print(f"registry: {error}", file=sys.stderr)
-        return 2
-    if args.current or args.candidate:
-        write_pointer(args.models_dir, CURRENT if args.current else CANDIDATE, folder.name)
-    print(folder)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

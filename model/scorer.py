@@ -39,6 +39,10 @@ class ModelLoadError(RuntimeError):
     """The model file is missing, unreadable, or declares features the contract cannot build."""
 
 
+class FeatureMismatch(ModelLoadError):
+    """The model loads but declares features the contract cannot build, or types them differently."""
+
+
 class Score(NamedTuple):
     """predict_proba of one record: the probabilities of 'keep the camera plate' and 'take the AI plate'."""
 
@@ -86,14 +90,14 @@ class Scorer:
         names = list(model.feature_names_ or [])
         missing = unbuildable(names)
         if missing:
-            raise ModelLoadError(f"model {path} declares features the contract cannot build: {', '.join(missing)}")
+            raise FeatureMismatch(f"model {path} declares features the contract cannot build: {', '.join(missing)}")
         checksum = file_checksum(path)
         version = dict(model.get_metadata()).get("version") or f"sha256-{checksum[:12]}"
         kinds = {"categorical": set(CATEGORICAL), "text": set(TEXT)}
         cat = [i for i, name in enumerate(names) if name in kinds["categorical"]]
         text = [i for i, name in enumerate(names) if name in kinds["text"]]
         if cat != list(model.get_cat_feature_indices()) or text != list(model.get_text_feature_indices()):
-            raise ModelLoadError(f"model {path} types its features differently from the contract")
+            raise FeatureMismatch(f"model {path} types its features differently from the contract")
         return cls(model, path, version, checksum, vector_builder(names), cat, text)
 
     @property
