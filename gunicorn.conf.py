@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +26,12 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 worker_tmp_dir = _shm
 # Processes the master starts beside the workers (the prediction log's shipper), stopped in on_exit.
 _children: list = []
+
+# A remote model source: the first sync runs before the app (and its model) loads, as the pod's init
+# container does; it waits, saying so once, while there is no verified model to serve.
+if _settings.model_source and subprocess.run([sys.executable, "-m", "service.lifecycle.sync_main",
+                                              "--until-ready"]).returncode != 0:
+    sys.exit("regno-api cannot start: no verified model from MODEL_SOURCE (regno-sync said why above)")
 
 wsgi_app = "service.wsgi:app"
 bind = [_settings.bind]
@@ -56,15 +63,17 @@ def on_starting(server):
 def when_ready(server):
     """Freeze what the master loaded (the model first): forked workers then share those pages, as the GC never writes them.
 
-    Then start the prediction log's shipper, a process of its own at low priority, when the log is on.
+    Then start the prediction log's shipper, a process of its own at low priority, when the log is on, and the
+    model syncer when models come from a source (one per host, not one per worker).
     """
     import gc
-    import subprocess
 
     gc.collect()
     gc.freeze()
     if _settings.prediction_log_on:
         _children.append(subprocess.Popen([sys.executable, "-m", "service.predictions.ship_main"]))
+    if _settings.model_source:
+        _children.append(subprocess.Popen([sys.executable, "-m", "service.lifecycle.sync_main"]))
 
 
 def post_worker_init(worker):
@@ -89,7 +98,7 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    """Stop the shipper (it ships what the workers sealed on their way out); remove the metrics folder if ours."""
+    """Stop the shipper (it ships what the workers sealed on their way out) and the syncer; remove our metrics dir."""
     for child in _children:
         child.terminate()
         try:

@@ -20,6 +20,7 @@ from service.http import envelope
 from service.http.auth import ApiKeys
 from service.internals import ServiceFlask
 from service.lifecycle.shadow import ShadowScorer
+from service.lifecycle.source_status import SourceStatus
 from service.lifecycle.watcher import ModelWatcher
 from service.observe import access_log, sentry
 from service.observe.metrics import init_metrics
@@ -55,6 +56,9 @@ def create_app(settings: Settings | None = None, shared_metrics: bool = False) -
                                    prediction_log=prediction_log, shipper=shipper, pass_index=pass_index)
     if pointer is not None:
         app_state.watcher = ModelWatcher(app_state, settings.models_dir, settings.model_poll_s, pointer)
+        app_state.source_status = SourceStatus(settings.models_dir, metrics)
+        if not shared_metrics:  # gunicorn's workers read it in their watcher; the master exports nothing
+            app_state.source_status.refresh()
     state.init_app(app, app_state)
     register_blueprints(app, settings)
     envelope.register_error_handlers(app)

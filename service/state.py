@@ -46,6 +46,8 @@ class ServiceState:
     pass_index: PassIndex | None = field(default=None, repr=False)
     #: Watches MODELS_DIR's pointers (service/lifecycle/watcher.py); None with MODEL_PATH.
     watcher: object | None = field(default=None, repr=False)
+    #: What the model syncer last did (service/lifecycle/source_status.py); None with MODEL_PATH.
+    source_status: object | None = field(default=None, repr=False)
 
     @property
     def scorer(self) -> Scorer:

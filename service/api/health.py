@@ -40,6 +40,7 @@ def status():
             "candidate": None if candidate is None else {**_model(candidate), "canary_share": routing.canary_share,
                                                          "shadow_share": state.settings.shadow_share},
             "model_refused": state.model_refusal,
+            "model_source": None if state.source_status is None else state.source_status.summary(),
             "uptime_s": round(time.monotonic() - state.started, 3),
             "cache": state.cache.status(),
         }

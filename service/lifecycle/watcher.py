@@ -34,7 +34,12 @@ class ModelWatcher:
         self._thread: threading.Thread | None = None
 
     def check(self) -> bool:
-        """Look at both pointers once; swap to what changed. True when the routing changed."""
+        """Look at both pointers once; swap to what changed. True when the routing changed.
+
+        Also re-reads the model syncer's status when it changed, for /health and /metrics.
+        """
+        if self.state.source_status is not None:
+            self.state.source_status.refresh()
         routing = self.state.routing
         current, candidate = routing.current, routing.candidate
         changed = False

@@ -14,6 +14,7 @@ from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMet
 from config import Settings
 from model.engine import ORIGINS, Scored
 from model.scorer import Scorer
+from model.verify import REASONS as REFUSAL_REASONS
 from service.cache.redis_store import EVENTS
 from service.internals import unproxied
 from service.quality.feedback import RESULTS as LABEL_RESULTS
@@ -61,6 +62,22 @@ class ServiceMetrics:
         self.model_refusals = Counter("regno_model_refusals_total", "Models the watcher refused to swap to",
                                       registry=registry)
         self.model_swaps = Counter("regno_model_swaps_total", "Model swaps done, per worker", registry=registry)
+        # The model syncer's numbers, mirrored from its status file by every worker (livemax: all say the same).
+        self.source_info = Gauge("regno_model_source_info", "The model source the syncer follows (value 1)",
+                                 ["source", "kind"], multiprocess_mode="livemax", registry=registry)
+        self.source_versions = Gauge("regno_model_source_version_info", "The version each pointer names at the "
+                                     "model source (value 1)", ["pointer", "version"], multiprocess_mode="livemax",
+                                     registry=registry)
+        self.sync_last_success = Gauge("regno_model_sync_last_success_timestamp_seconds", "When the syncer last "
+                                       "reached the model source", multiprocess_mode="livemax", registry=registry)
+        self.sync_last_attempt = Gauge("regno_model_sync_last_attempt_timestamp_seconds", "When the syncer last "
+                                       "tried the model source", multiprocess_mode="livemax", registry=registry)
+        self.sync_failures = Gauge("regno_model_sync_failures_total", "Sync passes that failed, by reason (source: "
+                                   "unreachable; local: MODELS_DIR), as the syncer counts them", ["reason"],
+                                   multiprocess_mode="livemax", registry=registry)
+        self.sync_refusals = Gauge("regno_model_sync_refusals_total", "Models the syncer refused, by the check "
+                                   "they failed, as the syncer counts them", ["reason"], multiprocess_mode="livemax",
+                                   registry=registry)
         self.shadow_comparisons = Counter("regno_shadow_comparisons_total",
                                           "Passes the candidate also scored, by whether it picked the same plate",
                                           ["current", "candidate", "agreement"], registry=registry)
@@ -133,6 +150,22 @@ class ServiceMetrics:
         self.model_info.labels(old.version, old.checksum).set(0)
         self.model_info.labels(new.version, new.checksum).set(1)
         self.model_swaps.inc()
+
+    def source_synced(self, status: dict, before: dict | None) -> None:
+        """Mirror the syncer's status file; the labels of what it said before go to 0."""
+        if before is not None:
+            self.source_info.labels(before.get("source") or "", before.get("kind") or "").set(0)
+            for pointer, version in (before.get("source_versions") or {}).items():
+                self.source_versions.labels(pointer, version or "none").set(0)
+        self.source_info.labels(status.get("source") or "", status.get("kind") or "").set(1)
+        for pointer, version in (status.get("source_versions") or {}).items():
+            self.source_versions.labels(pointer, version or "none").set(1)
+        self.sync_last_success.set(status.get("last_success") or 0)
+        self.sync_last_attempt.set(status.get("last_attempt") or 0)
+        for reason, count in (status.get("failures") or {}).items():
+            self.sync_failures.labels(reason).set(count)
+        for reason in REFUSAL_REASONS:
+            self.sync_refusals.labels(reason).set((status.get("refusals") or {}).get(reason, 0))
 
     def shadow_compared(self, current: str, candidate: str, agree: bool, difference: float) -> None:
         """Record one shadow comparison between the current and the candidate model."""

@@ -109,6 +109,16 @@ def capture(error: BaseException) -> None:
         sentry_sdk.capture_exception(error)
 
 
+def report_model_refused(reason: str, pointer: str, version: str, message: str) -> None:
+    """Send the syncer's refusal of a model to Sentry as one warning event (a no-op when it is off)."""
+    with sentry_sdk.new_scope() as scope:
+        scope.set_tag("refusal_reason", reason)
+        scope.set_tag("pointer", pointer)
+        scope.set_tag("refused_version", version)
+        scope.set_level("warning")
+        sentry_sdk.capture_message(f"model {version} refused as {pointer} ({reason}): {message}")
+
+
 def flush(timeout_s: float = 2.0) -> None:
     """Send what is queued before the process exits."""
     sentry_sdk.flush(timeout=timeout_s)
