@@ -1,4 +1,5 @@
-"""Starting real servers for benchmarks and tests: gunicorn, make serve's stack, Prometheus, nats-server."""
+"""Starting real servers for benchmarks and tests: gunicorn, make serve's stack, Prometheus, nats-server, and the
+model sources' stores: moto's S3 server and an MLflow tracking server."""
 
 from __future__ import annotations
 
@@ -175,6 +176,87 @@ def nats_server(folder: Path) -> Iterator[Nats]:
         yield server
     finally:
         server.stop()
+
+
+def wait_for_http(url: str, process: subprocess.Popen, what: str, seconds: float = 60.0) -> None:
+    """Poll url until it answers below 500; fail early, with what, if the process died."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not answer at {url} within {seconds} s")
+
+
+class StoreServer:
+    """A store a model source lives in, on a fixed port: stop() and start() again, pause() and resume() it."""
+
+    name = "store"
+
+    def __init__(self, folder: Path):
+        self.folder, self.port = folder, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        """The server's command line."""
+        raise NotImplementedError
+
+    def start(self) -> "StoreServer":
+        """Start it and wait until it answers."""
+        command = self.command()
+        if not Path(command[0]).exists():
+            raise RuntimeError(f"{command[0]} is missing: `make test` installs the {self.name} server")
+        self.process = subprocess.Popen(command, cwd=self.folder, stdout=subprocess.DEVNULL,
+                                        stderr=open(self.folder / f"{self.name}.log", "ab"), start_new_session=True)
+        wait_for_http(self.url + "/health" if self.name == "mlflow" else self.url, self.process, self.name)
+        return self
+
+    def pause(self) -> None:
+        """SIGSTOP it: connections are accepted by the kernel and never answered, as with a hung server."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT it."""
+        os.killpg(self.process.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        """Stop it and wait."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGCONT)
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+class Moto(StoreServer):
+    """moto's standalone S3 server (moto[server], the test extra), spoken to over HTTP; it keeps buckets in memory."""
+
+    name = "moto"
+
+    def command(self) -> list[str]:
+        """moto_server on 127.0.0.1."""
+        return [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(self.port)]
+
+
+class Mlflow(StoreServer):
+    """A real MLflow tracking server: a SQLite backend and a local artifact folder, from make's .venv-mlflow."""
+
+    name = "mlflow"
+
+    def command(self) -> list[str]:
+        """mlflow server, serving the artifacts itself."""
+        return [str(ROOT / ".venv-mlflow" / "bin" / "mlflow"), "server", "--host", "127.0.0.1", "--port",
+                str(self.port), "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
+                "--artifacts-destination", str(self.folder / "artifacts"), "--workers", "1"]
 
 
 @contextmanager

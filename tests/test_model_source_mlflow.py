@@ -1,0 +1,145 @@
+"""Models from an MLflow registry: a real `mlflow server` (SQLite, local artifacts) and MLflow's own client."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from model import BUNDLED_MODEL
+from model.manage import promote, publish, rollback
+from model.registry import CANDIDATE, CURRENT, PREVIOUS, read_pointer
+from model.scorer import Scorer
+from model.sources import SourceOptions, open_source
+from model.sync import ModelSyncer, read_status
+from loadtest.servers import ROOT, Mlflow
+from tests.test_model_swap import second_model  # noqa: F401 - a fixture
+
+mlflow = pytest.importorskip("mlflow", reason="MLflow's client is in the test extra: make test installs it")
+from mlflow.tracking import MlflowClient  # noqa: E402 - after the check above
+
+#: A password in the tracking URI: MLflow sends it as basic auth; nothing we write may show it.
+PASSWORD = "regno-mlflow-password-never-shown"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real MLflow tracking server for the module."""
+    store = Mlflow(tmp_path_factory.mktemp("mlflow")).start()
+    yield store
+    store.stop()
+
+
+@pytest.fixture
+def registry(server) -> tuple[str, SourceOptions]:
+    """A new registered model's models:/ URI, and options naming the server with a user and password."""
+    authority = server.url.removeprefix("http://")
+    options = SourceOptions(timeout_s=5.0, mlflow_tracking_uri=f"http://regno:{PASSWORD}@{authority}")
+    return f"models:/plates-{uuid.uuid4().hex[:8]}", options
+
+
+def test_publish_promote_and_rollback_move_the_aliases(registry, second_model, tmp_path):  # noqa: F811 - fixture
+    """Publish registers a version with its checksum tags; promote and rollback move champion and challenger."""
+    uri, options = registry
+    source = open_source(uri, options)
+    name = uri.removeprefix("models:/")
+    first = publish(source, BUNDLED_MODEL, point=CURRENT)
+    second = publish(source, second_model, point=CANDIDATE)
+    assert (first, second) == (f"{name}-v1", f"{name}-v2")
+    client = MlflowClient(tracking_uri=options.mlflow_tracking_uri)
+    tags = client.get_model_version(name, "1").tags
+    assert 0 < float(tags["regno.probe_positive"]) < 1 and len(tags["regno.sha256"]) == 64
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
+    assert client.get_model_version_by_alias(name, "challenger").version == "2"
+
+    cache = tmp_path / "cache"
+    syncer = ModelSyncer(source, cache)
+    assert syncer.sync_once()
+    assert (read_pointer(cache, CURRENT).name, read_pointer(cache, CANDIDATE).name) == (first, second)
+    assert Scorer.load(cache / second / "model.cbm").score  # the registry's file, verified, loads
+    assert promote(source) == second
+    assert client.get_model_version_by_alias(name, "champion").version == "2"
+    assert client.get_model_version_by_alias(name, "champion-previous").version == "1"
+    syncer.sync_once()
+    assert (read_pointer(cache, CURRENT).name, read_pointer(cache, CANDIDATE).name) == (second, None)
+    assert rollback(source) == first
+    syncer.sync_once()
+    assert read_pointer(cache, CURRENT).name == first
+    assert source.read_pointer(PREVIOUS) == second
+    assert read_status(cache)["refusals"] == {}
+
+
+def test_the_command_line_publishes_to_the_registry(registry, server):
+    """regno-model publish --to models:/... with MLFLOW_TRACKING_URI: the version's name on stdout, no password."""
+    uri, options = registry
+    run = subprocess.run([sys.executable, "-m", "model.manage", "publish", str(BUNDLED_MODEL), "--to", uri,
+                          "--current"], cwd=ROOT, capture_output=True, text=True, timeout=180,
+                         env={**os.environ, "MLFLOW_TRACKING_URI": options.mlflow_tracking_uri})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == f"{uri.removeprefix('models:/')}-v1"
+    assert PASSWORD not in run.stdout + run.stderr
+
+
+def test_a_model_another_tool_logged_is_taken_as_it_is(registry, tmp_path, caplog):
+    """MLflow's CatBoost flavour, no tags of ours: verified without a checksum, and the log says so."""
+    uri, options = registry
+    name = uri.removeprefix("models:/")
+    mlflow.set_tracking_uri(options.mlflow_tracking_uri)
+    with mlflow.start_run():
+        info = mlflow.catboost.log_model(Scorer.load(BUNDLED_MODEL).model, name="model", registered_model_name=name)
+    MlflowClient(tracking_uri=options.mlflow_tracking_uri).set_registered_model_alias(
+        name, "champion", info.registered_model_version)
+    cache = tmp_path / "cache"
+    with caplog.at_level(logging.INFO, logger="regno"):
+        assert ModelSyncer(open_source(uri, options), cache).sync_once()
+    assert read_pointer(cache, CURRENT).name == f"{name}-v1"
+    assert read_status(cache)["checked_without_checksum"] == [f"{name}-v1"]
+    assert "has no recorded sha256" in caplog.text
+    metadata = json.loads((cache / f"{name}-v1" / "metadata.json").read_text())
+    assert metadata["checksum_recorded"] is False and metadata["mlflow"]["version"] == "1"
+
+
+def test_an_alias_whose_version_is_deleted_is_refused(registry, second_model, tmp_path, caplog):  # noqa: F811
+    """Deleting the champion's version takes its alias with it: refused as missing, the last good model stays."""
+    uri, options = registry
+    name = uri.removeprefix("models:/")
+    source = open_source(uri, options)
+    publish(source, BUNDLED_MODEL, point=CURRENT)
+    cache = tmp_path / "cache"
+    syncer = ModelSyncer(source, cache)
+    assert syncer.sync_once()
+    MlflowClient(tracking_uri=options.mlflow_tracking_uri).delete_model_version(name, "1")
+    with caplog.at_level(logging.INFO, logger="regno"):
+        assert syncer.sync_once()
+    assert read_pointer(cache, CURRENT).name == f"{name}-v1"  # the verified copy keeps serving
+    status = read_status(cache)
+    assert status["refusals"] == {"missing": 1} and status["source_versions"]["current"] is None
+    assert PASSWORD not in caplog.text + json.dumps(status)
+    assert status["source"] == f"{uri} at {options.mlflow_tracking_uri.replace(f'regno:{PASSWORD}@', '')}"
+
+
+def test_the_registry_down_counts_and_catches_up(registry, server, second_model, tmp_path):  # noqa: F811
+    """A paused tracking server is a counted failure, the cache serves on, and the next pass catches up."""
+    uri, options = registry
+    source = open_source(uri, options)
+    publish(source, BUNDLED_MODEL, point=CURRENT)
+    cache = tmp_path / "cache"
+    syncer = ModelSyncer(source, cache)
+    assert syncer.sync_once()
+    second = publish(source, second_model)
+    server.pause()
+    try:
+        assert syncer.sync_once() is False
+    finally:
+        server.resume()
+    assert read_status(cache)["failures"]["source"] == 1
+    assert read_pointer(cache, CURRENT).name == f"{uri.removeprefix('models:/')}-v1"
+    promote(source, second)
+    assert syncer.sync_once() and read_pointer(cache, CURRENT).name == second
+    assert Path(cache / second / "metadata.json").is_file()
