@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 
 import pytest
@@ -165,3 +166,18 @@ def test_shipped_model_loads_with_contract_features_and_version():
     assert metadata["trained_with"].startswith("python -m training.train ")
     assert 0.9 < float(metadata["holdout_auc"]) < 1.0
     assert 0.0 <= scorer.probe().positive <= 1.0
+
+
+def test_train_can_publish_straight_to_a_source(tmp_path):
+    """--publish hands the new model to regno-model: a verified folder and, with --as, the candidate pointer."""
+    from model.registry import CANDIDATE, read_pointer
+    from model.verify import verify
+
+    source = tmp_path / "source"
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert train.main([*SMALL, "--version", "tiny-pub", "--out", str(tmp_path / "m.cbm"), "--publish",
+                           str(source), "--as", "candidate"]) == 0
+    assert printed.getvalue().splitlines()[-1] == "tiny-pub"
+    assert read_pointer(source, CANDIDATE).name == "tiny-pub"
+    metadata = json.loads((source / "tiny-pub" / "metadata.json").read_text())
+    assert verify(source / "tiny-pub" / "model.cbm", metadata).checksum_recorded

@@ -111,6 +111,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="boosting iterations")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the .cbm model")
     parser.add_argument("--version", default=DEFAULT_VERSION, help="version stored in the model's metadata")
+    parser.add_argument("--publish", metavar="SOURCE", help="then publish it (regno-model publish) to a folder, "
+                        "s3://bucket/prefix or models:/<name>")
+    parser.add_argument("--as", dest="point", choices=("candidate", "current"),
+                        help="with --publish: make it the candidate or the current model")
     args = parser.parse_args(argv)
     if args.rows < 50 or args.iterations < 1:
         parser.error("--rows must be at least 50 and --iterations at least 1")
@@ -151,6 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"held-out AUC {auc:.4f}, accuracy {acc:.4f} at 0.5 (pick right {picked:.4f}) on {len(test_idx)} "
         f"of {args.rows} passes; {args.iterations} iterations, {time.monotonic() - started:.1f} s in all -> {args.out}"
     )
+    if args.publish:
+        from model.manage import main as regno_model  # the team's one way to publish, with its settings and errors
+
+        point = [f"--{args.point}"] if args.point else []
+        return regno_model(["publish", str(args.out), "--to", args.publish, "--version", args.version, *point])
     return 0
 
 
