@@ -233,7 +233,7 @@ def test_the_proxy_reads_the_same_settings_as_the_api():
     assert COMPOSE["services"]["proxy"]["depends_on"]["proxy-config"]["condition"] == "service_completed_successfully"
     # mtail makes the socket nginx logs to, so it starts before the proxy: a native sidecar in the pod.
     init = [c["name"] for c in _pod()["initContainers"]]
-    assert init == ["proxy-config", "proxy-answers"] and _container("proxy-answers")["restartPolicy"] == "Always"
+    assert init[-2:] == ["proxy-config", "proxy-answers"] and _container("proxy-answers")["restartPolicy"] == "Always"
     program = re.search(r"^COPY (service/proxy/\S+\.mtail) ", DOCKERFILE, re.M).group(1)
     assert (ROOT / program).is_file()
 
@@ -341,3 +341,26 @@ def test_the_image_install_step_gives_a_working_service(tmp_path):
         scored = subprocess.run([str(venv / "bin" / "regno-score"), str(passes), "-o", str(tmp_path / output)],
                                 cwd=tmp_path, env=server_env, capture_output=True, text=True, timeout=120)
         assert scored.returncode == 0 and "30 rows, 30 scored, 0 failed" in scored.stderr, scored.stderr
+
+
+def test_the_pod_syncs_its_models_before_the_api_and_beside_it():
+    """The first sync is an init container, the syncer a native sidecar; both share `models` with the api, which
+    alone gets no MODEL_SOURCE (one syncer per pod, not one per worker); the pod runs as the ServiceAccount."""
+    pod = _pod()
+    init = [c["name"] for c in pod["initContainers"]]
+    assert init[:2] == ["model-sync", "model-syncer"]
+    assert _container("model-sync")["command"] == ["regno-sync", "--until-ready"]
+    assert _container("model-syncer")["command"] == ["regno-sync"]
+    assert _container("model-syncer")["restartPolicy"] == "Always"
+    for name in ("model-sync", "model-syncer", "api"):
+        container = _container(name)
+        mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+        assert mounts["models"] == "/models"
+        assert {"name": "MODELS_DIR", "value": "/models"} in container["env"]
+    sources = {ref["configMapRef"]["name"] for ref in _container("api")["envFrom"]}
+    assert "regno-model-source" not in sources
+    assert {ref["configMapRef"]["name"] for ref in _container("model-syncer")["envFrom"]} == {"regno-model-source"}
+    assert pod["serviceAccountName"] == "regno-api"
+    documents = list(yaml.safe_load_all((K8S / "base" / "model-source.yaml").read_text(encoding="utf-8")))
+    assert {document["kind"] for document in documents} == {"ConfigMap", "ServiceAccount"}
+    assert next(d for d in documents if d["kind"] == "ConfigMap")["data"]["MODEL_SOURCE"].startswith("s3://")

@@ -16,6 +16,9 @@ import pytest
 import requests
 import yaml
 
+from model import BUNDLED_MODEL
+from model.registry import CANDIDATE, CURRENT, METADATA_FILE, MODEL_FILE, publish, write_pointer
+from model.scorer import Scorer
 from tests.conftest import API_KEY
 from training.simulate import simulate_records
 from loadtest.servers import ROOT, children, gunicorn, prometheus, serve
@@ -69,7 +72,7 @@ def test_dashboard_has_the_required_panels():
     titles = " | ".join(panel["title"] for panel in json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"])
     for words in ("Request rate", "p50 / p95 / p99", "Error ratio by status", "inference time", "Cache",
                   "breaker", "Validation failures by field", "positive score distribution", "Pick by source",
-                  "Loaded model"):
+                  "Loaded model", "since the last successful sync", "refused models"):
         assert words.lower() in titles.lower(), words
 
 
@@ -105,8 +108,12 @@ def scraped(tmp_path_factory, simulated_records):
     """gunicorn with 3 workers, scraped every second by a real Prometheus loaded with the committed rules."""
     folder = tmp_path_factory.mktemp("prometheus")
     metrics_dir = folder / "multiproc"
+    # Models from a source (a folder: the syncer's metrics are the same for S3 and MLflow), so its queries answer.
+    publish(BUNDLED_MODEL, folder / "source")
+    write_pointer(folder / "source", CURRENT, Scorer.load(BUNDLED_MODEL).version)
     env = {"API_KEYS": API_KEY, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "PREDICTION_LOG_DIR": str(folder / "log"),
-           "QUALITY_MIN_LABELS": "5"}
+           "QUALITY_MIN_LABELS": "5", "MODEL_SOURCE": str(folder / "source"), "MODELS_DIR": str(folder / "models"),
+           "MODEL_SYNC_S": "1"}
     with gunicorn(env, folder / "gunicorn.log", workers=3) as server:
         config = yaml.safe_load((CONFIG / "prometheus.yml").read_text(encoding="utf-8"))
         config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
@@ -158,20 +165,51 @@ def _label_wrongly(base_url: str, count: int, seed: int) -> None:
     assert results["accepted"] == count, results
 
 
+def _wait_for_alert(base: str, name: str, seconds: float = 30.0) -> list[dict]:
+    """The firing alerts called name, waiting up to seconds for one."""
+    deadline = time.monotonic() + seconds
+    while True:
+        alerts = requests.get(f"{base}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+        firing = [alert for alert in alerts if alert["labels"]["alertname"] == name and alert["state"] == "firing"]
+        if firing or time.monotonic() > deadline:
+            return firing
+        time.sleep(0.5)
+
+
 def test_pick_accuracy_below_the_floor_fires_its_alert(scraped):
     """Labels that say every pick was wrong, more than QUALITY_MIN_LABELS of them: RegnoPickAccuracyLow fires."""
     server, base, _ = scraped
     _label_wrongly(server.base_url, 6, seed=12)
-    deadline = time.monotonic() + 30
-    firing = []
-    while time.monotonic() < deadline and not firing:
-        alerts = requests.get(f"{base}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
-        firing = [alert for alert in alerts if alert["labels"]["alertname"] == "RegnoPickAccuracyLow"
-                  and alert["state"] == "firing"]
-        time.sleep(0.5)
+    firing = _wait_for_alert(base, "RegnoPickAccuracyLow")
     assert firing, "RegnoPickAccuracyLow did not fire"
     # Its value: the hour's pick accuracy (0) minus the default floor.
     assert firing[0]["labels"]["arm"] == "current" and float(firing[0]["value"]) == pytest.approx(-0.8)
+
+
+def test_a_stale_sync_pages_per_instance(tmp_path):
+    """promtool's rule tests: RegnoModelSyncStale fires for the one instance whose syncer stopped succeeding."""
+    rule = next(rule for rule in _alert_rules() if rule["alert"] == "RegnoModelSyncStale")
+    # Timestamps as Prometheus's clock sees them in a rule test: seconds since 0, one sample a minute.
+    fresh = " ".join(str(60 * minute) for minute in range(31))
+    stuck = " ".join(["0"] * 31)
+    tests = {"rule_files": [str(CONFIG / "alerts.yml")], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [
+            {"series": 'regno_model_sync_last_success_timestamp_seconds{instance="a:8000",job="regno-api"}',
+             "values": fresh},
+            {"series": 'regno_model_sync_last_success_timestamp_seconds{instance="b:8000",job="regno-api"}',
+             "values": stuck}],
+        "alert_rule_test": [
+            {"eval_time": "9m", "alertname": rule["alert"], "exp_alerts": []},
+            # b's last success is 0: more than 600 s old from 10m01s, and `for: 1m` later it fires.
+            {"eval_time": "12m", "alertname": rule["alert"], "exp_alerts": [{
+                "exp_labels": {"instance": "b:8000", "severity": "page"},
+                "exp_annotations": {key: value.replace("{{ $labels.instance }}", "b:8000").replace(
+                    "{{ $value | humanizeDuration }}", "12m 0s") for key, value in rule["annotations"].items()}}]}],
+    }]}
+    (tmp_path / "stale_test.yml").write_text(yaml.safe_dump(tests))
+    result = _promtool("test", "rules", str(tmp_path / "stale_test.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_queries_name_only_exported_metrics(scraped):
@@ -204,6 +242,25 @@ def test_counts_survive_a_worker_restart_and_files_stay_bounded(scraped, record)
     names = [path.name for path in metrics_dir.glob("*.db")]
     assert not [name for name in names if name.endswith(f"_{victim}.db")]
     assert "counter_archive.db" in names and "histogram_archive.db" in names
+
+
+def test_a_refused_model_fires_its_alert_and_the_old_one_answers(scraped, record):
+    """A truncated model named candidate at the source: the syncer refuses it, RegnoModelRefused fires.
+
+    Last of the tests on `scraped`: its answer would land in the next test's counts a scrape late.
+    """
+    server, base, metrics_dir = scraped
+    source = metrics_dir.parent / "source"
+    assert _wait_for_alert(base, "RegnoModelRefused", seconds=0) == []
+    (source / "truncated").mkdir()
+    (source / "truncated" / MODEL_FILE).write_bytes(BUNDLED_MODEL.read_bytes()[:4000])
+    (source / "truncated" / METADATA_FILE).write_text(json.dumps({"version": "truncated"}))
+    write_pointer(source, CANDIDATE, "truncated")
+    _wait_for(base, 'sum(regno_model_sync_refusals_total{reason="unloadable"})', 1)
+    assert _wait_for_alert(base, "RegnoModelRefused"), "RegnoModelRefused did not fire"
+    answer = requests.post(f"{server.base_url}/reg/", json=record, headers=HEADERS, timeout=10).json()["body"]
+    assert answer["model"] == Scorer.load(BUNDLED_MODEL).version
+    assert not (metrics_dir.parent / "models" / "truncated").exists()
 
 
 def test_proxy_queries_answer_against_make_serve(tmp_path):
