@@ -5,7 +5,8 @@
 
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
-# Wheels of the package and its pinned dependencies (and of Locust, for the load image). Only this
+# Wheels of the package and its pinned dependencies (and of Locust and MLflow's client, for the load and sync
+# images). Only this
 # stage has pip's build tools at work; nothing from it reaches the runtime image but the wheels it needs.
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
@@ -16,7 +17,7 @@ COPY config ./config
 COPY model ./model
 COPY service ./service
 COPY scripts ./scripts
-RUN scripts/build-wheels /wheels load
+RUN scripts/build-wheels /wheels load,mlflow
 
 # The service: runtime dependencies only, as a non-root user.
 FROM ${PYTHON_IMAGE} AS runtime
@@ -32,7 +33,8 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels install-wheels /w
     && groupadd --system --gid 10001 regno \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin regno \
     && install -d -o 10001 -g 10001 /run/regno \
-    && install -d -o 10001 -g 10001 /var/lib/regno /var/lib/regno/predictions /var/lib/regno/parquet
+    && install -d -o 10001 -g 10001 /var/lib/regno /var/lib/regno/predictions /var/lib/regno/parquet \
+    && install -d -o 10001 -g 10001 /models /srv/published-models
 WORKDIR /app
 COPY gunicorn.conf.py ./
 # The bundled model, where MODEL_PATH points: mount another .cbm over it, or point MODEL_PATH elsewhere.
@@ -45,6 +47,15 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health/live', timeout=2)"]
 # Exec form: gunicorn is PID 1 and gets SIGTERM itself, so in-flight requests finish (GRACEFUL_TIMEOUT).
 CMD ["gunicorn", "-c", "/app/gunicorn.conf.py", "service.wsgi:app"]
+
+# The model syncer (regno-sync) and regno-model: the service with MLflow's client added, for a models:/ source as
+# well as a folder or s3://. Only the syncer's containers run it; the api's image stays without MLflow.
+FROM runtime AS sync
+USER 0:0
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels install-wheels /wheels mlflow
+USER 10001:10001
+HEALTHCHECK NONE
+CMD ["regno-sync"]
 
 # mtail with the program that counts the proxy's own answers (refusals, 502, 504) by status: nginx logs them
 # to mtail's socket in the run folder it shares with the proxy. Debian's mtail, as `make serve` runs it.

@@ -76,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     pointer = publish_command.add_mutually_exclusive_group()
     pointer.add_argument("--current", action="store_true", help="then promote it to current")
     pointer.add_argument("--candidate", action="store_true", help="then make it the candidate")
+    publish_command.add_argument("--if-no-current", action="store_true", help="only when the source names no "
+                                 "current model yet (a first start seeds it); else print the current one")
     promote_command = commands.add_parser("promote", help="make a version (the candidate by default) current")
     promote_command.add_argument("version", nargs="?")
     commands.add_parser("rollback", help="point current back at the previous model")
@@ -91,7 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not uri:
             raise SettingsError("name the source with --to, or set MODEL_SOURCE")
         source = open_source(uri, SourceOptions.of(settings))
-        if args.command == "publish":
+        if args.command == "publish" and args.if_no_current and (current := source.read_pointer(CURRENT)):
+            print(f"regno-model: {source.label} already serves {current}; nothing published", file=sys.stderr)
+            print(current)
+        elif args.command == "publish":
             point = CURRENT if args.current else CANDIDATE if args.candidate else None
             print(publish(source, args.model, args.version, point))
         elif args.command == "promote":

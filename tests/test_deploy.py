@@ -70,7 +70,8 @@ def _configmap() -> dict[str, str]:
 def test_compose_file_is_valid_compose_spec():
     """The compose-spec parser (compose_spec, from PyPI) accepts the file, with every service we expect."""
     compose = PyCompose.from_yaml((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
-    assert sorted(compose.service_names()) == ["api", "grafana", "locust", "nats", "nginx-exporter", "prediction-sink",
+    assert sorted(compose.service_names()) == ["api", "grafana", "locust", "mlflow", "model-seed", "model-sync",
+                                               "model-syncer", "nats", "nginx-exporter", "prediction-sink",
                                                "prometheus", "proxy", "proxy-answers", "proxy-config", "redis"]
 
 
@@ -341,6 +342,16 @@ def test_the_image_install_step_gives_a_working_service(tmp_path):
         scored = subprocess.run([str(venv / "bin" / "regno-score"), str(passes), "-o", str(tmp_path / output)],
                                 cwd=tmp_path, env=server_env, capture_output=True, text=True, timeout=120)
         assert scored.returncode == 0 and "30 rows, 30 scored, 0 failed" in scored.stderr, scored.stderr
+    # The sync stage adds MLflow's client from the same wheels, offline: a models:/ source then opens.
+    extras = re.search(r"AS sync\n(?:.*\n)*?RUN .*install-wheels /wheels (\S+)$", DOCKERFILE, re.M).group(1)
+    run = subprocess.run(f"{context}/scripts/install-wheels {tmp_path / 'w'} {extras}", shell=True, cwd=context,
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    program = ("from model.sources import SourceOptions, open_source; options = SourceOptions(mlflow_tracking_uri="
+               "'http://127.0.0.1:9'); print(open_source('models:/plates', options).kind)")
+    opened = subprocess.run([str(venv / "bin" / "python"), "-c", program], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert opened.returncode == 0 and opened.stdout.strip() == "mlflow", opened.stderr
 
 
 def test_the_pod_syncs_its_models_before_the_api_and_beside_it():
@@ -364,3 +375,52 @@ def test_the_pod_syncs_its_models_before_the_api_and_beside_it():
     documents = list(yaml.safe_load_all((K8S / "base" / "model-source.yaml").read_text(encoding="utf-8")))
     assert {document["kind"] for document in documents} == {"ConfigMap", "ServiceAccount"}
     assert next(d for d in documents if d["kind"] == "ConfigMap")["data"]["MODEL_SOURCE"].startswith("s3://")
+
+
+def _compose_environment(service: str, dotenv: dict[str, str]) -> dict[str, str]:
+    """A compose service's environment as compose gives it, with `${VAR:-default}` read from dotenv."""
+    def interpolate(value: str) -> str:
+        return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda match: dotenv.get(match[1]) or match[2], str(value))
+    environment = COMPOSE["services"][service]["environment"]
+    return {**dotenv, **{name: interpolate(value) for name, value in environment.items()}}
+
+
+def _image_path(path: str) -> str:
+    """The repository file the Dockerfile copies to path in the image."""
+    return re.search(rf"^COPY (\S+) {re.escape(path)}$", DOCKERFILE, re.M).group(1)
+
+
+def test_compose_seeds_syncs_then_serves_the_verified_model(tmp_path, settings, record):
+    """model-seed, model-sync and the api, run as compose runs them (commands, environment, volumes as folders):
+    the api serves the model the syncer verified; a second start publishes nothing; only syncers read the source."""
+    services = COMPOSE["services"]
+    volumes = {"/srv/published-models": tmp_path / "published", "/models": tmp_path / "models"}
+    for service in ("model-seed", "model-sync", "model-syncer"):
+        mounts = {mount.split(":")[1] for mount in services[service]["volumes"]}
+        assert "/srv/published-models" in mounts, service
+    assert "models:/models:ro" in services["api"]["volumes"]
+    # The image makes both folders (a new named volume takes their owner): here they are plain folders.
+    assert re.search(r"install -d -o 10001 -g 10001 /models /srv/published-models$", DOCKERFILE, re.M)
+    for folder in volumes.values():
+        folder.mkdir()
+    assert services["api"]["depends_on"]["model-sync"]["condition"] == "service_completed_successfully"
+    assert services["model-sync"]["depends_on"]["model-seed"]["condition"] == "service_completed_successfully"
+
+    def run(service: str) -> subprocess.CompletedProcess:
+        environment = _compose_environment(service, {})
+        environment = {name: str(volumes.get(value, value)) for name, value in environment.items()}
+        command = [str(BIN / services[service]["command"][0]), *services[service]["command"][1:]]
+        command = [_image_path(part) if part.startswith("/opt/regno/") else part for part in command]
+        return subprocess.run(command, cwd=ROOT, env={"PATH": os.environ["PATH"], **environment},
+                              capture_output=True, text=True, timeout=120)
+
+    seeded = run("model-seed")
+    assert seeded.returncode == 0, seeded.stderr
+    assert run("model-sync").returncode == 0
+    again = run("model-seed")  # the next `docker compose up`
+    assert again.returncode == 0 and again.stdout == seeded.stdout and "nothing published" in again.stderr
+    api = _compose_environment("api", {"MODEL_SOURCE": "s3://set-in-dotenv/plates"})
+    assert api["MODEL_SOURCE"] == "" and api["MODELS_DIR"] == "/models"  # the api never reads the source
+    app = create_app(replace(settings, models_dir=volumes[api["MODELS_DIR"]]))
+    answer = app.test_client().post("/reg/", json=record, headers={"x-api-key": API_KEY}).get_json()
+    assert answer["body"]["model"] == seeded.stdout.strip()

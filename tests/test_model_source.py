@@ -25,7 +25,7 @@ from model.sync import ModelSyncer, read_status
 from model.verify import Refused, verify
 from service import create_app
 from tests.conftest import API_KEY, ApiClient
-from loadtest.servers import ROOT, Moto, gunicorn, wait_for_line
+from loadtest.servers import ROOT, Moto, gunicorn, serve, wait_for_line
 from tests.test_metrics import _samples
 from tests.test_model_swap import second_model  # noqa: F401 - a fixture
 
@@ -340,3 +340,34 @@ def test_two_instances_follow_one_source_under_load(s3, moto, tmp_path, simulate
     assert logs.count("current corrupt refused (checksum)") == 2  # once per instance's syncer
     for text in (logs, *metrics, json.dumps(health)):
         assert AWS["AWS_SECRET_ACCESS_KEY"] not in text and AWS["AWS_ACCESS_KEY_ID"] not in text
+
+
+def test_make_serve_runs_the_syncer_for_a_remote_source(s3, moto, tmp_path, record, second_model):  # noqa: F811
+    """make serve's stack (nginx before gunicorn) on an s3:// source: it starts on the verified model, /health says
+    where it came from, and a promotion at the source reaches the answers through the proxy."""
+    source = open_source(s3, options(moto))
+    from model.manage import promote, publish
+
+    publish(source, BUNDLED_MODEL, "v1", CURRENT)
+    publish(source, second_model, "v2", CANDIDATE)
+    env = {**AWS, "API_KEYS": API_KEY, "MODEL_SOURCE": s3, "MODEL_SOURCE_S3_ENDPOINT": moto.url, "MODEL_SYNC_S": "1",
+           "MODEL_POLL_S": "0.5", "MODELS_DIR": str(tmp_path / "models"), "CACHE_L1_SIZE": "0"}
+
+    def served(stack) -> str:
+        answer = requests.post(f"{stack.base_url}/reg/", json=record, headers={"x-api-key": API_KEY}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["body"]["model"]
+
+    with serve(env, tmp_path / "stack.log") as stack:
+        assert served(stack) == "v1"
+        health = requests.get(f"{stack.base_url}/health", timeout=10).json()["body"]["model_source"]
+        assert (health["kind"], health["state"], health["source_versions"]) == ("s3", "in sync", {"current": "v1",
+                                                                                               "candidate": "v2"})
+        promote(source)
+        deadline = time.monotonic() + 15
+        while served(stack) != "v2" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert served(stack) == "v2"
+    log = (tmp_path / "stack.log").read_text(encoding="utf-8")
+    assert "model syncer: " + s3 in log
+    assert AWS["AWS_SECRET_ACCESS_KEY"] not in log and AWS["AWS_ACCESS_KEY_ID"] not in log
