@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # make run's development defaults; anything set in the environment wins.
 REGNO_ENV ?= development
 
-.PHONY: run serve proxy openssl nats-server chromium mlflow-server report-screenshot test load model bench bench-stalled bench-log bench-record bench-cache bench-overhead bench-score-file redis-server prometheus wrk clean
+.PHONY: run serve proxy openssl nats-server chromium mlflow-server report-screenshot test load model bench bench-source bench-stalled bench-log bench-record bench-cache bench-overhead bench-score-file redis-server prometheus wrk clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "make: no python3 found; install Python 3.11" >&2; exit 1; }
@@ -93,6 +93,11 @@ bench-cache: $(VENV)/.installed-test redis-server
 # Throughput against a bare Flask floor, the team's approach, and memory, in one run (starts everything itself).
 bench: $(VENV)/.installed-test redis-server wrk proxy
 	$(BIN)/python -m loadtest.bench $(BENCH_ARGS)
+
+# A model source's cost: promotion time to every worker of two gunicorns on S3 (moto) and MLflow, 20 moves each
+# under traffic, then the request path with the model from each kind of source (starts everything itself).
+bench-source: $(VENV)/.installed-test wrk mlflow-server
+	$(BIN)/python -m loadtest.bench_source $(BENCH_ARGS)
 
 # Hostile clients: 400 connections stalled in headers and bodies held open through the proxy while normal traffic
 # runs at a fixed 500 requests a second, then the same against gunicorn direct (starts everything itself).

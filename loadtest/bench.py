@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                          "batch", folder, "/reg/batch")
     probe = orjson.dumps(records[0])
     scenarios = [
-        ("floor: bare Flask, parse JSON, constant answer", "loadtest.floor_app:app", common, repeated),
+        ("floor: bare Flask, parse JSON, constant answer", "loadtest.baseline_apps:floor", common, repeated),
         ("service, unique records (no cache hit)", "service.wsgi:app", service, unique),
         ("service with the prediction log, unique records", "service.wsgi:app", with_log, unique),
         ("service, 50 repeated records (L1 hits)", "service.wsgi:app", service, repeated),
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         ("service behind the proxy, kept-alive clients, unique records", BEHIND_PROXY, service, unique),
     ]
     if not args.skip_team:
-        scenarios.append(("team's approach: model loaded per request", "loadtest.team_app:app", common, unique))
+        scenarios.append(("team's approach: model loaded per request", "loadtest.baseline_apps:team", common, unique))
     try:
         # Rounds go through every scenario in turn, so a slow spell of this shared machine hits all of them.
         rounds = [[measure(name, app, env, script, args, folder, probe, BATCH if script is batches else 1)

@@ -88,3 +88,22 @@ def test_log_bench_finds_a_row_for_every_answer():
                                                                     for value in labels.groups())
     assert labels_sent == accepted == labelled == indexed == answered  # every pass found and counted once
     assert 50 < bytes_per_pass < 5000
+
+
+def test_source_bench_times_every_promotion_and_the_request_path():
+    """`python -m loadtest.bench_source`, short: every move reaches all four workers, no answer fails, and the
+    request path is measured with the model from MODEL_PATH and from each kind of source."""
+    result = subprocess.run([sys.executable, "-m", "loadtest.bench_source", "--swaps", "2", "--sync-s", "0.5",
+                             "--poll-s", "0.2", "--rounds", "1", "--seconds", "1"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    promotions = re.findall(r"^\| (s3|mlflow) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d,]+) \| (\d+) \|$",
+                            result.stdout, re.M)
+    assert [row[0] for row in promotions] == ["s3", "mlflow"], result.stdout
+    for kind, swaps, middle, longest, answers, failed in promotions:
+        assert swaps == "2" and 0 < float(middle) <= float(longest) and int(answers.replace(",", "")) > 0, kind
+        assert failed == "0", kind
+    rows = re.findall(r"^\| ((?:floor|service)[^|]*) \| [\d,]+ \|", result.stdout, re.M)
+    assert [row.split(",")[1].strip() if row.startswith("service") else "floor" for row in rows] == [
+        "floor", "model from MODEL_PATH (no source)", "model synced from a folder source",
+        "model synced from S3 (moto)", "model synced from MLflow"]

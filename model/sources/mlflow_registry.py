@@ -67,6 +67,8 @@ class MlflowSource:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         # MLflow prints each run's URL to stdout, user and password included.
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        # Its download progress bars would fill the syncer's log with a line per poll that fetches.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.name, self.tracking_uri = name, options.mlflow_tracking_uri
         self.aliases = {CURRENT: options.alias_current, CANDIDATE: options.alias_candidate,
                         PREVIOUS: f"{options.alias_current}-previous"}
