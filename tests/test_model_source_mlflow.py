@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
 import pytest
+import requests
 
 from model import BUNDLED_MODEL
 from model.manage import promote, publish, rollback
@@ -18,7 +22,8 @@ from model.registry import CANDIDATE, CURRENT, PREVIOUS, read_pointer
 from model.scorer import Scorer
 from model.sources import SourceOptions, open_source
 from model.sync import ModelSyncer, read_status
-from loadtest.servers import ROOT, Mlflow
+from tests.conftest import API_KEY
+from loadtest.servers import ROOT, Mlflow, gunicorn, wait_for_line
 from tests.test_model_swap import second_model  # noqa: F401 - a fixture
 
 mlflow = pytest.importorskip("mlflow", reason="MLflow's client is in the test extra: make test installs it")
@@ -143,3 +148,90 @@ def test_the_registry_down_counts_and_catches_up(registry, server, second_model,
     promote(source, second)
     assert syncer.sync_once() and read_pointer(cache, CURRENT).name == second
     assert Path(cache / second / "metadata.json").is_file()
+
+
+def test_a_gunicorn_follows_the_registry_under_load_through_corruption_and_a_restart(
+        registry, server, second_model, tmp_path, simulated_records):  # noqa: F811 - fixture
+    """gunicorn with its syncer on models:/: champion moves under load; a version whose file was damaged in the
+    artifact store is refused; the server killed and started again is counted and caught up; no answer fails."""
+    uri, options = registry
+    source = open_source(uri, options)
+    first = publish(source, BUNDLED_MODEL, point=CURRENT)
+    second = publish(source, second_model)
+    damaged = publish(source, second_model)
+    # The store's copy of that version (a logged model, models:/m-<id>), cut short behind the publisher's back.
+    logged = MlflowClient(tracking_uri=options.mlflow_tracking_uri).get_model_version(
+        uri.removeprefix("models:/"), damaged.rsplit("-v", 1)[1]).source.rsplit("/", 1)[-1]
+    target = next(path for path in (server.folder / "artifacts").rglob("model.cb") if logged in path.parts)
+    target.write_bytes(target.read_bytes()[:-100])
+    env = {"API_KEYS": API_KEY, "MODEL_SOURCE": uri, "MLFLOW_TRACKING_URI": options.mlflow_tracking_uri,
+           "MODELS_DIR": str(tmp_path / "models"), "MODEL_SYNC_S": "1", "MODEL_POLL_S": "0.5",
+           "MODEL_SOURCE_TIMEOUT_S": "2", "CACHE_L1_SIZE": "0"}
+    answers, failures, stop = [], [], threading.Event()
+
+    def post_until_stopped(base_url: str) -> None:
+        with requests.Session() as session:
+            for index in itertools.count():
+                if stop.is_set():
+                    return
+                try:
+                    record = simulated_records[index % len(simulated_records)]
+                    response = session.post(f"{base_url}/reg/", json=record, timeout=10, headers={"x-api-key": API_KEY})
+                    if response.status_code == 200:
+                        answers.append(response.json()["body"]["model"])
+                    else:
+                        failures.append(response.text)
+                except requests.RequestException as error:
+                    failures.append(repr(error))
+
+    def served_only(version: str, seconds: float = 15) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            count = len(answers)
+            time.sleep(1.5)  # MODEL_SYNC_S + MODEL_POLL_S
+            if answers[count:] and set(answers[count:]) == {version}:
+                return True
+        return False
+
+    with gunicorn(env, tmp_path / "gunicorn.log", workers=2) as instance:
+        wait_for_line(instance, "model syncer:")
+        senders = [threading.Thread(target=post_until_stopped, args=(instance.base_url,)) for _ in range(2)]
+        for sender in senders:
+            sender.start()
+        try:
+            assert served_only(first)
+            promote(source, second)
+            assert served_only(second)
+            promote(source, damaged)
+            wait_for_line(instance, f"current {damaged} refused (checksum)")
+            assert served_only(second)
+            server.stop()
+            time.sleep(3)  # several failed polls
+            server.start()
+            promote(source, first)
+            assert served_only(first)
+        finally:
+            stop.set()
+            for sender in senders:
+                sender.join()
+        health = requests.get(f"{instance.base_url}/health", timeout=5).json()["body"]
+        log = instance.output()
+    assert failures == [] and len(answers) > 100
+    status = read_status(tmp_path / "models")
+    assert status["failures"]["source"] >= 1 and status["refusals"] == {"checksum": 1}
+    assert health["model"]["version"] == first and health["model_source"]["state"] == "in sync"
+    assert health["model_source"]["last_refused"]["version"] == damaged
+    assert PASSWORD not in log + json.dumps(health)
+
+
+def test_error_messages_lose_the_tracking_uris_user_and_password():
+    """What the client says on failure quotes the URL it called: the password and any user:password@ go."""
+    from model.sources.mlflow_registry import scrubbed
+
+    uri = f"http://regno:{PASSWORD}@mlflow:5000"
+    message = (f"API request to {uri}/api/2.0/mlflow/registered-models/alias failed: Max retries exceeded "
+               f"(password {PASSWORD}; also https://other:secret@proxy:3128/)")
+    cleaned = scrubbed(message, uri)
+    assert PASSWORD not in cleaned and "secret" not in cleaned and "regno:" not in cleaned
+    assert "http://mlflow:5000/api/2.0/mlflow/registered-models/alias" in cleaned and "https://proxy:3128/" in cleaned
+    assert scrubbed("plain", "http://mlflow:5000") == "plain"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -35,6 +36,8 @@ except ImportError:  # pragma: no cover - the base image has no MLflow
 SHA256_TAG, PROBE_TAG, METADATA_TAG = "regno.sha256", "regno.probe_positive", "regno.metadata"
 #: The MLmodel file's flavour whose `data` is the .cbm.
 FLAVOUR = "catboost"
+#: The `user:password@` of a URL in a message (requests and urllib3 quote the URL they failed on).
+USERINFO = re.compile(r"//[^/@\s]+@")
 
 
 def redacted(uri: str) -> str:
@@ -44,6 +47,14 @@ def redacted(uri: str) -> str:
         return uri
     host = parts.hostname or ""
     return urlunsplit((parts.scheme, f"{host}:{parts.port}" if parts.port else host, parts.path, parts.query, ""))
+
+
+def scrubbed(text: str, uri: str) -> str:
+    """text (an error's message) without the user and password of uri, nor of any other URL in it."""
+    password = urlsplit(uri).password
+    if password:
+        text = text.replace(password, "***")
+    return USERINFO.sub("//", text)
 
 
 def _absent(error: Exception) -> bool:
@@ -101,9 +112,11 @@ class MlflowSource:
         except MlflowException as error:
             if _absent(error):
                 raise
-            raise SourceError(f"{self.label}: {what} failed: {str(error).splitlines()[0]}") from None
+            message = str(error).splitlines()[0]
         except Exception as error:  # noqa: BLE001 - requests, urllib3 and socket errors all mean unreachable
-            raise SourceError(f"{self.label}: {what} failed: {type(error).__name__}: {error}") from None
+            message = f"{type(error).__name__}: {error}"
+        # The client's messages quote the URL it called, with the tracking URI's user and password in it.
+        raise SourceError(f"{self.label}: {what} failed: {scrubbed(message, self.tracking_uri)}")
 
     def read_pointer(self, which: str) -> str | None:
         """The version the alias names; None when the alias (or the model) does not exist."""
