@@ -27,6 +27,7 @@ from service import create_app
 from tests.conftest import API_KEY, ApiClient
 from loadtest.servers import ROOT, Moto, gunicorn, serve, wait_for_line
 from tests.test_metrics import _samples
+from tests.test_sentry import _items, receiver  # noqa: F401 - a fixture
 from tests.test_model_swap import second_model  # noqa: F401 - a fixture
 
 #: Credentials of the S3 tests: boto3 takes them from the environment; none may show anywhere we write.
@@ -371,3 +372,23 @@ def test_make_serve_runs_the_syncer_for_a_remote_source(s3, moto, tmp_path, reco
     log = (tmp_path / "stack.log").read_text(encoding="utf-8")
     assert "model syncer: " + s3 in log
     assert AWS["AWS_SECRET_ACCESS_KEY"] not in log and AWS["AWS_ACCESS_KEY_ID"] not in log
+
+
+def test_a_refusal_reaches_sentry_with_its_reason(tmp_path, receiver):
+    """regno-sync with SENTRY_DSN (a local receiver): a damaged current model is one warning event, tagged with
+    the check it failed, the pointer and the version; the syncer exits 1 with nothing verified to serve."""
+    source = tmp_path / "source"
+    from model.manage import publish
+
+    publish(open_source(str(source), SourceOptions()), BUNDLED_MODEL, "v1", CURRENT)
+    (source / "v1" / MODEL_FILE).write_bytes(BUNDLED_MODEL.read_bytes()[:4000])
+    dsn = f"http://public@127.0.0.1:{receiver.server_address[1]}/1"
+    once = regno_sync("--once", env={"MODEL_SOURCE": str(source), "MODELS_DIR": str(tmp_path / "models"),
+                                     "SENTRY_DSN": dsn})
+    assert once.wait(60) == 1, once.stderr.read()
+    events = [payload for header, payload in _items(receiver.envelopes) if header.get("type") == "event"]
+    assert len(events) == 1, events
+    event = events[0]
+    assert event["level"] == "warning" and "model v1 refused as current (checksum)" in event["message"]
+    assert {key: event["tags"][key] for key in ("refusal_reason", "pointer", "refused_version")} == {
+        "refusal_reason": "checksum", "pointer": "current", "refused_version": "v1"}
