@@ -122,8 +122,8 @@ class ModelSyncer:
                 published = self.source.fetch(version, staging)
             except MissingVersion as error:
                 raise Refused("missing", str(error)) from None
-            except ValueError as error:  # metadata that is not JSON
-                raise Refused("unloadable", f"its metadata is unreadable: {error}") from None
+            except ValueError as error:  # metadata that is not JSON, an MLflow model of another flavour
+                raise Refused("unloadable", f"it cannot be read as a model: {error}") from None
             verified = verify(staging / MODEL_FILE, published)
             metadata = {**published, "version": version, "sha256": verified.sha256,
                         "source": self.source.label, "synced": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

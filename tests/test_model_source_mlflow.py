@@ -235,3 +235,32 @@ def test_error_messages_lose_the_tracking_uris_user_and_password():
     assert PASSWORD not in cleaned and "secret" not in cleaned and "regno:" not in cleaned
     assert "http://mlflow:5000/api/2.0/mlflow/registered-models/alias" in cleaned and "https://proxy:3128/" in cleaned
     assert scrubbed("plain", "http://mlflow:5000") == "plain"
+
+
+class _Constant(mlflow.pyfunc.PythonModel):
+    """A model of another flavour (pyfunc only): what someone might register under our name by mistake."""
+
+    def predict(self, context, model_input: list[float], params=None) -> list[float]:
+        """Always 0.5."""
+        return [0.5] * len(model_input)
+
+
+def test_a_model_of_another_flavour_is_refused(registry, tmp_path):
+    """A pyfunc model under the champion alias: refused as unloadable, saying it is not CatBoost's flavour."""
+    uri, options = registry
+    name = uri.removeprefix("models:/")
+    source = open_source(uri, options)
+    publish(source, BUNDLED_MODEL, point=CURRENT)
+    cache = tmp_path / "cache"
+    syncer = ModelSyncer(source, cache)
+    assert syncer.sync_once()
+    mlflow.set_tracking_uri(options.mlflow_tracking_uri)
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=_Constant(), registered_model_name=name,
+                                       pip_requirements=[])
+    MlflowClient(tracking_uri=options.mlflow_tracking_uri).set_registered_model_alias(
+        name, "champion", info.registered_model_version)
+    assert syncer.sync_once()
+    assert read_pointer(cache, CURRENT).name == f"{name}-v1"  # the verified CatBoost model keeps serving
+    refused = read_status(cache)["refused"][-1]
+    assert refused["reason"] == "unloadable" and "CatBoost flavour" in refused["error"], refused
