@@ -110,15 +110,22 @@ def test_a_model_another_tool_logged_is_taken_as_it_is(registry, tmp_path, caplo
     assert metadata["checksum_recorded"] is False and metadata["mlflow"]["version"] == "1"
 
 
+def _serving_the_bundled_model(registry, cache: Path):
+    """The bundled model published as champion, and a syncer that has verified it into cache."""
+    uri, options = registry
+    source = open_source(uri, options)
+    publish(source, BUNDLED_MODEL, point=CURRENT)
+    syncer = ModelSyncer(source, cache)
+    assert syncer.sync_once()
+    return source, syncer
+
+
 def test_an_alias_whose_version_is_deleted_is_refused(registry, second_model, tmp_path, caplog):  # noqa: F811
     """Deleting the champion's version takes its alias with it: refused as missing, the last good model stays."""
     uri, options = registry
     name = uri.removeprefix("models:/")
-    source = open_source(uri, options)
-    publish(source, BUNDLED_MODEL, point=CURRENT)
     cache = tmp_path / "cache"
-    syncer = ModelSyncer(source, cache)
-    assert syncer.sync_once()
+    _, syncer = _serving_the_bundled_model(registry, cache)
     MlflowClient(tracking_uri=options.mlflow_tracking_uri).delete_model_version(name, "1")
     with caplog.at_level(logging.INFO, logger="regno"):
         assert syncer.sync_once()
@@ -131,12 +138,9 @@ def test_an_alias_whose_version_is_deleted_is_refused(registry, second_model, tm
 
 def test_the_registry_down_counts_and_catches_up(registry, server, second_model, tmp_path):  # noqa: F811
     """A paused tracking server is a counted failure, the cache serves on, and the next pass catches up."""
-    uri, options = registry
-    source = open_source(uri, options)
-    publish(source, BUNDLED_MODEL, point=CURRENT)
+    uri, _ = registry
     cache = tmp_path / "cache"
-    syncer = ModelSyncer(source, cache)
-    assert syncer.sync_once()
+    source, syncer = _serving_the_bundled_model(registry, cache)
     second = publish(source, second_model)
     server.pause()
     try:
@@ -249,11 +253,8 @@ def test_a_model_of_another_flavour_is_refused(registry, tmp_path):
     """A pyfunc model under the champion alias: refused as unloadable, saying it is not CatBoost's flavour."""
     uri, options = registry
     name = uri.removeprefix("models:/")
-    source = open_source(uri, options)
-    publish(source, BUNDLED_MODEL, point=CURRENT)
     cache = tmp_path / "cache"
-    syncer = ModelSyncer(source, cache)
-    assert syncer.sync_once()
+    _, syncer = _serving_the_bundled_model(registry, cache)
     mlflow.set_tracking_uri(options.mlflow_tracking_uri)
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(name="model", python_model=_Constant(), registered_model_name=name,
