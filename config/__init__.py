@@ -194,11 +194,6 @@ class Settings:
         return self.prediction_log_dir / "parquet" if self.prediction_log_dir is not None else None
 
     @property
-    def model_source_remote(self) -> bool:
-        """True when models come from a source that a syncer copies into MODELS_DIR."""
-        return self.model_source is not None
-
-    @property
     def proxy_tls(self) -> bool:
         """True when the proxy serves HTTPS."""
         return self.proxy_tls_cert_file is not None

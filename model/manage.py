@@ -21,7 +21,7 @@ from typing import Sequence
 from config import Settings, SettingsError
 from model.registry import CANDIDATE, CURRENT, PREVIOUS, describe
 from model.scorer import ModelLoadError
-from model.sources import MissingVersion, ModelSource, SourceError, SourceOptions, open_source
+from model.sources import MissingVersion, ModelSource, SourceError, SourceOptions, open_source, wanted
 
 
 def publish(source: ModelSource, model_file: Path, version: str | None = None, point: str | None = None,
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "rollback":
             print(rollback(source))
         else:
-            print(json.dumps({which: source.read_pointer(which) for which in (CURRENT, CANDIDATE, PREVIOUS)}))
+            print(json.dumps(wanted(source, (CURRENT, CANDIDATE, PREVIOUS))))
     except (SettingsError, SourceError, MissingVersion, ModelLoadError, FileExistsError, ValueError,
             OSError) as error:
         print(f"regno-model: {error}", file=sys.stderr)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from model.registry import CANDIDATE, CURRENT, METADATA_FILE, MODEL_FILE, read_pointer, write_pointer
-from model.sources import MissingVersion, ModelSource, SourceError
+from model.sources import MissingVersion, ModelSource, SourceError, wanted
 from model.verify import Refused, verify
 
 STATUS_FILE = ".sync-status.json"
@@ -73,10 +73,9 @@ class ModelSyncer:
         self.status["last_attempt"] = time.time()
         try:
             self.models_dir.mkdir(parents=True, exist_ok=True)
-            wanted = {which: self.source.read_pointer(which) for which in (CURRENT, CANDIDATE)}
-            self.status["source_versions"] = wanted
-            for which in (CURRENT, CANDIDATE):
-                self._follow(which, wanted[which])
+            self.status["source_versions"] = named = wanted(self.source)
+            for which, version in named.items():
+                self._follow(which, version)
         except SourceError as error:
             return self._failed("source", str(error))
         except OSError as error:  # MODELS_DIR full or read-only: the source is fine, this host is not

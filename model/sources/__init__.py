@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from model.sources.base import MissingVersion, ModelSource, SourceError, SourceOptions
+from model.sources.base import MissingVersion, ModelSource, SourceError, SourceOptions, wanted
 
-__all__ = ["MissingVersion", "ModelSource", "SourceError", "SourceOptions", "open_source"]
+__all__ = ["MissingVersion", "ModelSource", "SourceError", "SourceOptions", "open_source", "wanted"]
 
 
 def open_source(uri: str, options: SourceOptions) -> ModelSource:

@@ -59,6 +59,6 @@ class ModelSource(Protocol):
         """Point which at version (None removes the pointer), once the version is whole at the source."""
 
 
-def wanted(source: ModelSource) -> dict[str, str | None]:
-    """What `current` and `candidate` name at the source, in one look."""
-    return {which: source.read_pointer(which) for which in (CURRENT, CANDIDATE)}
+def wanted(source: ModelSource, pointers: tuple[str, ...] = (CURRENT, CANDIDATE)) -> dict[str, str | None]:
+    """What each of pointers (`current` and `candidate` by default) names at the source, in one look."""
+    return {which: source.read_pointer(which) for which in pointers}

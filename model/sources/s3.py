@@ -25,6 +25,11 @@ from model.sources.base import MissingVersion, SourceError, SourceOptions
 _ABSENT = ("NoSuchKey", "404", "NotFound")
 
 
+def _code(error: ClientError) -> str:
+    """The S3 error code of a failed call ("NoSuchKey", "304", ...); "" when it carries none."""
+    return error.response.get("Error", {}).get("Code", "")
+
+
 class S3Source:
     """Models under one S3 prefix."""
 
@@ -61,7 +66,7 @@ class S3Source:
                 answer = self.client.get_object(Bucket=self.bucket, Key=key, IfNoneMatch=seen[0])
             version = answer["Body"].read().decode("utf-8").strip() or None
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
+            code = _code(error)
             if code in ("304", "NotModified") and seen is not None:
                 return seen[1]
             if code in _ABSENT:
@@ -80,7 +85,7 @@ class S3Source:
             raw = self.client.get_object(Bucket=self.bucket, Key=self._key(version, METADATA_FILE))["Body"].read()
             self.client.download_file(self.bucket, self._key(version, MODEL_FILE), str(into / MODEL_FILE))
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code", "") in _ABSENT:
+            if _code(error) in _ABSENT:
                 raise MissingVersion(f"{self.label} holds no whole version {version}") from None
             raise SourceError(f"{self.label}: downloading {version} failed: {error}") from None
         except BotoCoreError as error:
@@ -92,7 +97,7 @@ class S3Source:
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(version, METADATA_FILE))
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code", "") in _ABSENT:
+            if _code(error) in _ABSENT:
                 return False
             raise SourceError(f"{self.label}: looking for {version} failed: {error}") from None
         except BotoCoreError as error:
