@@ -163,13 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="regno-bench-source-"))
     (folder / "moto").mkdir()
     (folder / "mlflow").mkdir()
-    moto, mlflow = Moto(folder / "moto").start(), Mlflow(folder / "mlflow").start()
     try:
-        results = [promotions(kind, args, moto, mlflow, folder) for kind in ("s3", "mlflow")]
-        rounds = None if args.skip_path else request_path(args, moto, mlflow, folder)
+        with Moto(folder / "moto") as moto, Mlflow(folder / "mlflow") as mlflow:
+            results = [promotions(kind, args, moto, mlflow, folder) for kind in ("s3", "mlflow")]
+            rounds = None if args.skip_path else request_path(args, moto, mlflow, folder)
     finally:
-        moto.stop()
-        mlflow.stop()
         shutil.rmtree(folder, ignore_errors=True)
     print(f"Promotion to every worker of two instances (2 workers each): MODEL_SYNC_S={args.sync_s:g}, "
           f"MODEL_POLL_S={args.poll_s:g}, {args.swaps} moves each, under traffic to both.\n")

@@ -217,6 +217,14 @@ class StoreServer:
         wait_for_http(self.url + "/health" if self.name == "mlflow" else self.url, self.process, self.name)
         return self
 
+    def __enter__(self) -> "StoreServer":
+        """Start it, for a with block that stops it."""
+        return self.start()
+
+    def __exit__(self, *_exc) -> None:
+        """Stop it."""
+        self.stop()
+
     def pause(self) -> None:
         """SIGSTOP it: connections are accepted by the kernel and never answered, as with a hung server."""
         os.killpg(self.process.pid, signal.SIGSTOP)

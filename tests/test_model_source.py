@@ -38,9 +38,8 @@ AWS = {"AWS_ACCESS_KEY_ID": "AKIAREGNOTESTKEY0001", "AWS_SECRET_ACCESS_KEY": "re
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory):
     """moto's standalone S3 server for the module."""
-    server = Moto(tmp_path_factory.mktemp("moto")).start()
-    yield server
-    server.stop()
+    with Moto(tmp_path_factory.mktemp("moto")) as server:
+        yield server
 
 
 @pytest.fixture

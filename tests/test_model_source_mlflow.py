@@ -36,9 +36,8 @@ PASSWORD = "regno-mlflow-password-never-shown"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A real MLflow tracking server for the module."""
-    store = Mlflow(tmp_path_factory.mktemp("mlflow")).start()
-    yield store
-    store.stop()
+    with Mlflow(tmp_path_factory.mktemp("mlflow")) as store:
+        yield store
 
 
 @pytest.fixture
