@@ -1,4 +1,7 @@
-"""Settings: the only place that reads the environment. Defaults are documented in the README."""
+"""Settings: the only place that reads the environment. Defaults are documented in the README.
+
+extras.py holds the one message for an optional extra (setup.cfg) that is not installed.
+"""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -136,3 +137,10 @@ def write_folder(model_file: Path, models_dir: Path, metadata: dict) -> Path:
     (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     os.replace(staging, folder)  # the folder appears whole or not at all
     return folder
+
+
+if __name__ == "__main__":
+    # `python -m model.registry publish ...`, the old README's spelling, used to exit 0 having done nothing.
+    print("model.registry is a library; publish, promote and roll back with regno-model (regno-model --help)",
+          file=sys.stderr)
+    raise SystemExit(2)

@@ -4,7 +4,7 @@
 
 The model is the one the service serves (MODELS_DIR's current model when it is set, else MODEL_PATH),
 the pick threshold comes from PICK_THRESHOLD, and rows go through the service's scoring engine. CSV
-and Parquet need nothing beyond the service's own dependencies (pyarrow is one of them). The
+needs nothing beyond the service's own dependencies; Parquet needs pyarrow, the `log` extra. The
 output is the input with `negative`, `positive`, `regno`, `source` and `error` columns added; a row
 that fails validation keeps its place, with `error` naming the field. Memory stays bounded by the
 chunk size, whatever the file's size. Exit status: 0 when every row was scored, 1 when some row
@@ -24,13 +24,14 @@ from typing import Iterator, Sequence
 from tqdm import tqdm
 
 from config import Settings, SettingsError
+from config.extras import needs
 from model.engine import ScoringEngine
 from model.records import FIELDS, parse_records
 from model.registry import load_serving
 from model.routing import ModelSlot, Routing
 from model.scorer import ModelLoadError
 
-try:  # pyarrow is a dependency of the package; an install without it still scores CSV
+try:  # pyarrow comes with the `log` extra; an install without it still scores CSV
     import pyarrow as pa
     import pyarrow.parquet as pq
 except ImportError:  # pragma: no cover - exercised by installs without the extra
@@ -171,10 +172,10 @@ class ParquetWriter:
 
 
 def open_table(path: Path, writing: bool = False):
-    """The reader (or with writing, the writer) for a CSV or Parquet path; Parquet needs the `files` extra."""
+    """The reader (or with writing, the writer) for a CSV or Parquet path; Parquet needs the `log` extra."""
     if file_format(path) == "parquet":
         if pq is None:
-            raise ScoreFileError(f"{path.name}: Parquet needs pyarrow, which is missing here: pip install pyarrow")
+            raise ScoreFileError(f"{path.name}: Parquet {needs('pyarrow', 'log')}")
         return ParquetWriter(path) if writing else ParquetTable(path)
     return CsvWriter(path) if writing else CsvTable(path)
 

@@ -74,3 +74,12 @@ def test_publish_command_points_at_the_new_folder(tmp_path):
     again = subprocess.run([sys.executable, "-m", "model.manage", "publish", str(BUNDLED_MODEL), "--models-dir",
                             str(tmp_path), "--version", "v9"], cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 2 and "never overwritten" in again.stderr
+
+
+def test_running_the_library_points_at_regno_model():
+    """`python -m model.registry publish ...` no longer exits 0 doing nothing: exit 2, one line naming regno-model."""
+    run = subprocess.run([sys.executable, "-m", "model.registry", "publish", str(BUNDLED_MODEL)], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.splitlines() == ["model.registry is a library; publish, promote and roll back with regno-model "
+                                       "(regno-model --help)"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from config.extras import missing
 from model.sources.base import MissingVersion, ModelSource, SourceError, SourceOptions, wanted
 
 __all__ = ["MissingVersion", "ModelSource", "SourceError", "SourceOptions", "open_source", "wanted"]
@@ -18,7 +19,10 @@ __all__ = ["MissingVersion", "ModelSource", "SourceError", "SourceOptions", "ope
 def open_source(uri: str, options: SourceOptions) -> ModelSource:
     """The source a MODEL_SOURCE value names: s3://bucket/prefix, models:/<name>, or a folder (file:// or a path)."""
     if uri.startswith("s3://"):
-        from model.sources.s3 import S3Source  # boto3 loads only where S3 is used
+        absent = missing("boto3", "s3", "boto3")  # the optional extra, loaded only where S3 is used
+        if absent:
+            raise SourceError(f"MODEL_SOURCE=s3://... {absent}")
+        from model.sources.s3 import S3Source
 
         return S3Source.from_uri(uri, options)
     if uri.startswith("models:/"):

@@ -20,14 +20,14 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import yaml
-
+from config.extras import needs
 from model.registry import CANDIDATE, CURRENT, MODEL_FILE, PREVIOUS
 from model.scorer import Scorer, file_checksum
 from model.sources.base import MissingVersion, SourceError, SourceOptions
 
 try:
     import mlflow
+    import yaml  # MLflow's own dependency, for its MLmodel files
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 except ImportError:  # pragma: no cover - the base image has no MLflow
@@ -70,7 +70,7 @@ class MlflowSource:
 
     def __init__(self, name: str, options: SourceOptions):
         if mlflow is None:
-            raise SourceError("MODEL_SOURCE=models:/... needs MLflow's client: pip install 'regno-api[mlflow]'")
+            raise SourceError("MODEL_SOURCE=models:/... " + needs("MLflow's client", "mlflow"))
         if not options.mlflow_tracking_uri:
             raise SourceError("MODEL_SOURCE=models:/... needs MLFLOW_TRACKING_URI")
         # MLflow's client retries a dead server for minutes by default; a poll must fail fast and try next time.

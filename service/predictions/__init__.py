@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 
-from config import Settings
+from config import Settings, SettingsError, extras
 from service.predictions.parquet_store import remove_expired
 from service.predictions.shipper import Shipper, ShipObserver
 from service.predictions.sinks import sink_for
@@ -26,9 +26,13 @@ def from_settings(settings: Settings, observer, index=None) -> tuple[PredictionL
     """
     if not settings.prediction_log_on:
         return None, None
-    # The shipper writes Parquet: import pyarrow here, in gunicorn's master when it preloads the app, so the
-    # workers share it instead of each paying about half a second of CPU for the import while serving.
-    import pyarrow.parquet  # noqa: F401
+    if not settings.prediction_log_nats_url:
+        # The shipper writes Parquet itself: import pyarrow here, in gunicorn's master when it preloads the app, so
+        # the workers share it instead of each paying about half a second of CPU for the import while serving.
+        # With JetStream, regno-log-sink writes it, and the api (and its image) need no pyarrow.
+        problem = extras.missing("pyarrow to write Parquet (or set PREDICTION_LOG_NATS_URL)", "log", "pyarrow.parquet")
+        if problem:
+            raise SettingsError(f"the prediction log {problem}")
     spool = settings.prediction_log_dir / "spool"
     prediction_log = PredictionLog(spool, settings.prediction_log_queue_size, settings.prediction_log_segment_s,
                                    settings.prediction_log_segment_bytes, settings.prediction_log_spool_max_bytes,

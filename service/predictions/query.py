@@ -7,7 +7,8 @@
 
 `predictions` is a view over PREDICTION_LOG_PARQUET_DIR (or PREDICTION_LOG_DIR/parquet, or --dir) with
 the day partition as a column, and `labels` one over its labels/ folder (POST /reg/feedback). Rows are
-printed as JSON lines. Exit status 2 when the folder or the query is unusable, with one line saying why.
+printed as JSON lines. Exit status 2 when the folder or the query is unusable, with one line saying why, and
+when the `log` extra (DuckDB and pyarrow) is not installed.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Sequence
 
-import duckdb
 import orjson
 
 from config import Settings, SettingsError
+from config.extras import missing
 from service.predictions.parquet_store import parquet_glob, remove_expired
 from service.predictions.rows import LABELS, PREDICTIONS
 
@@ -39,6 +40,8 @@ GROUP BY source ORDER BY source
 
 def connect(root: Path):
     """A DuckDB connection in memory with the views `predictions` and `labels` over the Parquet files under root."""
+    import duckdb  # the `log` extra: the service itself never queries its log
+
     if not any(root.glob("day=*/*.parquet")):
         raise FileNotFoundError(f"no prediction-log Parquet files under {root}")
     connection = duckdb.connect()
@@ -86,6 +89,12 @@ def _print(found: list[dict]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run regno-log."""
+    absent = missing("DuckDB and pyarrow", "log", "duckdb", "pyarrow")
+    if absent:
+        print(f"regno-log: {absent}", file=sys.stderr)
+        return 2
+    import duckdb
+
     parser = argparse.ArgumentParser(prog="regno-log", description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, help="the Parquet folder (default: from the settings)")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -8,7 +8,7 @@
 Passes are chosen by the time of their predictions (--to as a day includes that day); labels join whenever they
 arrived. The log is PREDICTION_LOG_PARQUET_DIR (or PREDICTION_LOG_DIR/parquet, or --dir); each version's model
 file comes from --model, MODELS_DIR or MODEL_PATH. Exit status 2, with one line saying why, when the folder is
-missing or empty or the window holds no row.
+missing or empty, the window holds no row, or the `report` extra (DuckDB, pyarrow, matplotlib) is not installed.
 """
 
 from __future__ import annotations
@@ -20,13 +20,11 @@ from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Sequence
 
-import duckdb
-
 from config import Settings, SettingsError
+from config.extras import missing
 from service.predictions.query import connect
 from service.report.data import EmptyWindow, Window, build
 from service.report.references import References, parse_model_option
-from service.report.render import render
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -88,6 +86,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run regno-report."""
+    absent = missing("DuckDB, pyarrow and matplotlib", "report", "duckdb", "pyarrow", "matplotlib")
+    if absent:
+        print(f"regno-report: {absent}", file=sys.stderr)
+        return 2
+    import duckdb
+
+    from service.report.render import render  # its charts import matplotlib
+
     parser = _parser()
     args = parser.parse_args(argv)
     if args.day and (args.start or args.end):
