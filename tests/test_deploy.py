@@ -183,13 +183,17 @@ def test_the_prediction_log_ships_to_nats_and_the_sink_writes_parquet():
     assert "prediction-spool:/var/lib/regno/predictions" in COMPOSE["services"]["api"]["volumes"]
     assert COMPOSE["services"]["api"]["depends_on"]["nats"]["condition"] == "service_healthy"
     assert {"name": "prediction-spool", "mountPath": "/var/lib/regno/predictions"} in _api_container()["volumeMounts"]
-    assert sink["command"] == ["regno-log-sink"] and sink["image"] == COMPOSE["services"]["api"]["image"]
+    # The sink runs from the tools image (pyarrow), the api's image has none.
+    assert sink["command"] == ["regno-log-sink"] and sink["image"] == "regno-api-tools:local"
+    assert sink["build"]["target"] == "tools" and "AS tools" in DOCKERFILE
     assert sink["environment"]["PREDICTION_LOG_NATS_URL"] == api_env["PREDICTION_LOG_NATS_URL"]
     assert sink["environment"]["PREDICTION_LOG_PARQUET_DIR"] == "/var/lib/regno/parquet"
     assert "prediction-parquet:/var/lib/regno/parquet" in sink["volumes"]
     pod = _k8s("Deployment", "regno-log-sink")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["command"] == ["regno-log-sink"] and container["image"] == _api_container()["image"]
+    assert container["command"] == ["regno-log-sink"]
+    assert container["image"] == _api_container()["image"].replace("regno-api:", "regno-api-tools:")
+    assert container["livenessProbe"]["exec"]["command"] == ["regno-log-sink", "--check"]
     assert container["envFrom"] == _api_container()["envFrom"]
     assert {"name": "PREDICTION_LOG_PARQUET_DIR", "value": "/var/lib/regno/parquet"} in container["env"]
     claim = next(volume for volume in pod["volumes"] if volume["name"] == "parquet")
@@ -286,7 +290,8 @@ def test_env_file_is_ignored_and_the_example_is_not():
     assert ignored.returncode == 0
     assert subprocess.run(["git", "check-ignore", "-q", ".env.example"], cwd=ROOT).returncode == 1
     assert ".env" in (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
-    assert COMPOSE["services"]["api"]["env_file"] == [".env"]
+    assert COMPOSE["services"]["api"]["env_file"] == [{"path": ".env", "required": False}]
+    assert COMPOSE["services"]["api"]["environment"]["API_KEYS"].startswith("${API_KEYS:?")
 
 
 @pytest.mark.slow
@@ -310,7 +315,9 @@ def test_the_image_install_step_gives_a_working_service(tmp_path):
                                                                                                    str(tmp_path / "w"))
     install = re.search(r"install-wheels /wheels\s*(\\)?$", DOCKERFILE, re.M)
     assert install, "the runtime stage installs with install-wheels"
-    for command in (build, f"{context}/scripts/install-wheels {tmp_path / 'w'}"):
+    # install-wheels (and prune-site-packages beside it) are copied into the image from the repo's scripts/.
+    assert re.search(r"^COPY scripts/install-wheels scripts/prune-site-packages /usr/local/bin/$", DOCKERFILE, re.M)
+    for command in (build, f"{ROOT}/scripts/install-wheels {tmp_path / 'w'}"):
         run = subprocess.run(command, shell=True, cwd=context, env=env, capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stdout + run.stderr
     site = next((venv / "lib").glob("python3.*/site-packages"))
@@ -335,16 +342,18 @@ def test_the_image_install_step_gives_a_working_service(tmp_path):
     finally:
         log = stop(server)
     assert f"loaded from {site}" in log
-    # regno-score with the service's own dependencies: CSV in, CSV and Parquet out.
+    # regno-score with the service's own dependencies: CSV in and out; Parquet names the extra it needs.
     passes = tmp_path / "passes.csv"
     write_records(passes, simulate_records(30, seed=8))
-    for output in ("passes.scored.csv", "passes.parquet"):
-        scored = subprocess.run([str(venv / "bin" / "regno-score"), str(passes), "-o", str(tmp_path / output)],
-                                cwd=tmp_path, env=server_env, capture_output=True, text=True, timeout=120)
-        assert scored.returncode == 0 and "30 rows, 30 scored, 0 failed" in scored.stderr, scored.stderr
-    # The sync stage adds MLflow's client from the same wheels, offline: a models:/ source then opens.
+    scored = subprocess.run([str(venv / "bin" / "regno-score"), str(passes), "-o", str(tmp_path / "passes.out.csv")],
+                            cwd=tmp_path, env=server_env, capture_output=True, text=True, timeout=120)
+    assert scored.returncode == 0 and "30 rows, 30 scored, 0 failed" in scored.stderr, scored.stderr
+    parquet = subprocess.run([str(venv / "bin" / "regno-score"), str(passes), "-o", str(tmp_path / "passes.parquet")],
+                             cwd=tmp_path, env=server_env, capture_output=True, text=True, timeout=120)
+    assert parquet.returncode == 2 and "regno-api[log]" in parquet.stderr, parquet.stderr
+    # The sync stage adds MLflow's client and boto3 from the same wheels, offline: a models:/ source then opens.
     extras = re.search(r"AS sync\n(?:.*\n)*?RUN .*install-wheels /wheels (\S+)$", DOCKERFILE, re.M).group(1)
-    run = subprocess.run(f"{context}/scripts/install-wheels {tmp_path / 'w'} {extras}", shell=True, cwd=context,
+    run = subprocess.run(f"{ROOT}/scripts/install-wheels {tmp_path / 'w'} {extras}", shell=True, cwd=context,
                          env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     program = ("from model.sources import SourceOptions, open_source; options = SourceOptions(mlflow_tracking_uri="
