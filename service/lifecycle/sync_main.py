@@ -3,6 +3,7 @@
     regno-sync                 sync every MODEL_SYNC_S until SIGTERM (the sidecar; make serve starts it)
     regno-sync --until-ready   sync until MODELS_DIR holds a verified current model, then exit 0 (init container)
     regno-sync --once          one pass; exit 0 when a verified current model is there, 1 when not
+    regno-sync --check         exit 0 while a running syncer's passes keep coming (health checks)
 
 With the source down and MODELS_DIR already holding a model, the service starts on it and the syncer
 catches up later; with nothing cached, --until-ready waits (the pod stays not ready) and says so once.
@@ -19,8 +20,8 @@ from typing import Sequence
 
 from config import Settings, SettingsError
 from model.sources import SourceError, SourceOptions, open_source
-from model.sync import ModelSyncer
-from service.observe import sentry
+from model.sync import STATUS_FILE, ModelSyncer
+from service.observe import heartbeat, sentry
 
 log = logging.getLogger("regno")
 
@@ -56,7 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="one pass; exit 1 when no verified current model is there")
     mode.add_argument("--until-ready", action="store_true", help="sync until a verified current model is there")
+    mode.add_argument("--check", action="store_true", help="exit 0 while a running syncer's passes keep coming")
     args = parser.parse_args(argv)
+    if args.check:
+        # Every pass rewrites the status file, reachable source or not; three missed passes mean a stuck syncer.
+        settings = Settings.from_env()
+        return heartbeat.check("regno-sync", settings.models_dir / STATUS_FILE,
+                               3 * settings.model_sync_s + settings.model_source_timeout_s)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()

@@ -1,6 +1,7 @@
 """regno-log-sink: the prediction log from NATS JetStream to the same day-partitioned Parquet folder.
 
     regno-log-sink            (PREDICTION_LOG_NATS_URL, PREDICTION_LOG_PARQUET_DIR or PREDICTION_LOG_DIR)
+    regno-log-sink --check    exit 0 while a running sink's consumer is connected and fetching (health checks)
 
 A durable pull consumer takes messages in batches; each message (up to 512 kB of rows) becomes one
 Parquet file named after its Nats-Msg-Id, and is acknowledged only once that file is in place. A message
@@ -10,16 +11,19 @@ SIGTERM finishes the batch in hand, then stops.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
 
-from config import Settings, SettingsError
+from config import Settings, SettingsError, extras
 from service.predictions.parquet_store import RETENTION_EVERY_S, decode_lines, remove_expired, write_rows
+from service.observe import heartbeat
 from service.predictions.sinks import ensure_stream
 
 log = logging.getLogger("regno.sink")
@@ -27,6 +31,10 @@ log = logging.getLogger("regno.sink")
 CONSUMER = "regno-log-sink"
 #: Messages taken per fetch.
 FETCH_BATCH = 64
+#: Touched after every fetch the consumer makes while connected (one a second at least, with the fetch's timeout).
+HEARTBEAT = Path(tempfile.gettempdir()) / "regno-log-sink.alive"
+#: Older than this, the consumer is stuck or cut off: a batch of FETCH_BATCH messages is written well within it.
+HEARTBEAT_MAX_AGE_S = 30.0
 
 
 async def consume(settings: Settings, root: Path, stop: asyncio.Event) -> int:
@@ -49,6 +57,8 @@ async def consume(settings: Settings, root: Path, stop: asyncio.Event) -> int:
                 log.warning("regno-log-sink: fetch failed, retrying: %s: %s", type(error).__name__, error)
                 await asyncio.sleep(1)
                 continue
+            if client.is_connected:
+                heartbeat.beat(HEARTBEAT)
             for message in messages:
                 name = (message.headers or {}).get("Nats-Msg-Id") or f"seq-{message.metadata.sequence.stream}"
                 write_rows(root, name, decode_lines(message.data.splitlines(keepends=True)))
@@ -63,7 +73,15 @@ async def consume(settings: Settings, root: Path, stop: asyncio.Event) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the sink until SIGTERM or SIGINT."""
+    """Run the sink until SIGTERM or SIGINT, or with --check tell whether a running one is alive."""
+    absent = extras.missing("pyarrow", "log", "pyarrow.parquet")
+    if absent:
+        print(f"regno-log-sink: {absent}", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog="regno-log-sink", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 0 while a running sink's consumer is alive")
+    if parser.parse_args(argv).check:
+        return heartbeat.check("regno-log-sink", HEARTBEAT, HEARTBEAT_MAX_AGE_S)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
