@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pytest_redis import factories
 
 from config import Settings
+from loadtest.servers import ROOT, service_env
 from model import BUNDLED_MODEL
 from service import create_app
 
@@ -25,6 +31,33 @@ TEAM_ORDER = [
 ]
 
 
+@pytest.fixture(scope="session")
+def docker_engine():
+    """A Docker engine for the session; one the session started is stopped after it."""
+    from loadtest.containers import ensure_engine, stop_engine
+
+    started = ensure_engine()
+    yield
+    stop_engine(started)
+
+
+@pytest.fixture(scope="session")
+def images(docker_engine):
+    """Every image the compose stack, its load profile and the pod run, built (or pulled) as `make images` does."""
+    from loadtest.containers import IMAGES, build_images
+
+    build_images(IMAGES)
+
+
+def readme_curl() -> tuple[dict, dict]:
+    """The record the README's curl example sends, and the answer the README shows."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    sent = re.search(r"^curl -s http://127\.0\.0\.1:5000/reg/.*?-d '(\{.*?\})'$", text, re.M | re.S)
+    shown = re.search(r"^```json\n(\{\"body\".*?)\n```", text, re.M | re.S)
+    assert sent and shown, "the README lost its curl example or its answer"
+    return json.loads(sent.group(1)), json.loads(shown.group(1))
+
+
 #: A real redis-server on a free port for the whole session, and a client that empties it after each test.
 redis_server = factories.redis_proc(executable=shutil.which("redis-server") or "redis-server", port=None)
 redis_client = factories.redisdb("redis_server")
@@ -35,6 +68,14 @@ redis_flaky = factories.redis_proc(executable=shutil.which("redis-server") or "r
 def redis_url(process) -> str:
     """The URL of a pytest-redis process."""
     return f"redis://{process.host}:{process.port}/0"
+
+
+def clean_venv(folder: Path) -> dict[str, str]:
+    """A new venv in folder, and an environment that runs its programs first, without PYTHONPATH or our settings."""
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, timeout=120)
+    env = service_env(PATH=f"{folder / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    env.pop("PYTHONPATH", None)
+    return env
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

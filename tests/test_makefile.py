@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
 
 import pytest
@@ -12,7 +10,8 @@ from catboost import CatBoostClassifier
 
 from config import DEVELOPMENT_KEY
 from model import BUNDLED_MODEL
-from loadtest.servers import ROOT, children, free_port, service_env, start, stop, wait_for_workers, wait_until_ready
+from tests.conftest import readme_curl
+from loadtest.servers import children, free_port, service_env, start, stop, wait_for_workers, wait_until_ready
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
@@ -34,18 +33,9 @@ def _make_run(env: dict, log, port: int):
     return server
 
 
-def _readme_curl() -> tuple[dict, dict]:
-    """The record the README's curl example sends, and the answer the README shows."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    sent = re.search(r"^curl -s http://127\.0\.0\.1:5000/reg/.*?-d '(\{.*?\})'$", text, re.M | re.S)
-    shown = re.search(r"^```json\n(\{\"body\".*?)\n```", text, re.M | re.S)
-    assert sent and shown, "the README lost its curl example or its answer"
-    return json.loads(sent.group(1)), json.loads(shown.group(1))
-
-
 def test_make_run_answers_the_readme_curl(tmp_path):
     """With only BIND changed, make run takes the README's curl with the development key and gives its answer."""
-    record, answer = _readme_curl()
+    record, answer = readme_curl()
     port = free_port()
     server = _make_run({"BIND": f"127.0.0.1:{port}", "WORKERS": "2"}, tmp_path / "log", port)
     try:
