@@ -24,6 +24,7 @@ from model.scorer import Scorer
 from loadtest.containers import ONE_SHOTS, PROMETHEUS_URL, PUBLIC_URL, RUNNING, ComposeStack, Traffic, docker, wait_for
 from loadtest.load_summary import summarize
 from tests.conftest import readme_curl
+from training.simulate import simulate_records
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
 
@@ -181,7 +182,7 @@ def test_the_prediction_log_end_to_end(stack):
     """Answers through the proxy become rows through JetStream, prediction-sink and Parquet, read with regno-log
     in the tools image: exactly one row per answer."""
     sent = [_post("/reg/", record, **{"x-request-id": f"e2e-{index}"})
-            for index, record in enumerate(Traffic(PUBLIC_URL, KEY, "unused")._records[:200])]
+            for index, record in enumerate(simulate_records(200, seed=25))]
     assert all(response.status_code == 200 for response in sent)
     rows = wait_for(lambda: (found := _rows_by_request(stack, "e2e")) and len(found) >= 200 and found, 90,
                     "200 rows in Parquet")

@@ -19,7 +19,7 @@ from model.routing import pass_digest
 from model.scorer import PROBE_RECORD
 from service import create_app
 from tests.conftest import ApiClient
-from tests.test_makefile import _readme_curl
+from tests.conftest import readme_curl
 from tests.test_metrics import _samples
 from tests.test_model_swap import models_dir, second_model, with_candidate  # noqa: F401 - fixtures
 from tests.test_parity import team_scorer  # noqa: F401 - fixture
@@ -234,7 +234,7 @@ def test_helpers():
 
 def test_the_readme_example_is_what_the_bundled_model_answers(client):
     """The README's explain answer is the one the bundled model gives for the README's curl record, to the digit."""
-    record, _ = _readme_curl()
+    record, _ = readme_curl()
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     shown = re.search(r"^```json\n(\{\"body\":\{[^\n]*\"raw_score\".*?)\n```", text, re.M | re.S)
     assert shown, "the README lost its explain answer"
