@@ -8,3 +8,5 @@ from pathlib import Path
 
 #: The model the project ships, trained by `python -m training.train`.
 BUNDLED_MODEL = Path(__file__).with_name("regno_model.cbm")
+#: What the model syncer (sync.py) last did, in MODELS_DIR; here so that a health check reads it without CatBoost.
+SYNC_STATUS_FILE = ".sync-status.json"

@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from model import SYNC_STATUS_FILE
 from model.registry import CANDIDATE, CURRENT, METADATA_FILE, MODEL_FILE, read_pointer, write_pointer
 from model.sources import MissingVersion, ModelSource, SourceError, wanted
 from model.verify import Refused, verify
 
-STATUS_FILE = ".sync-status.json"
 #: Refusals the status file keeps, newest last.
 KEPT_REFUSALS = 10
 
@@ -36,7 +36,7 @@ log = logging.getLogger("regno")
 def read_status(models_dir: Path) -> dict | None:
     """The status the syncer last wrote into models_dir; None when no syncer ever ran there."""
     try:
-        return json.loads((models_dir / STATUS_FILE).read_text(encoding="utf-8"))
+        return json.loads((models_dir / SYNC_STATUS_FILE).read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         return None
 
@@ -170,11 +170,11 @@ class ModelSyncer:
     def _save(self) -> None:
         """Write the status file atomically (readers see the old one or the new one)."""
         try:
-            temporary = self.models_dir / f".{STATUS_FILE}.{os.getpid()}.tmp"
+            temporary = self.models_dir / f".{SYNC_STATUS_FILE}.{os.getpid()}.tmp"
             temporary.write_text(json.dumps(self.status, indent=2) + "\n", encoding="utf-8")
-            os.replace(temporary, self.models_dir / STATUS_FILE)
+            os.replace(temporary, self.models_dir / SYNC_STATUS_FILE)
         except OSError as error:
-            log.warning("model source: cannot write %s: %s", self.models_dir / STATUS_FILE, error)
+            log.warning("model source: cannot write %s: %s", self.models_dir / SYNC_STATUS_FILE, error)
 
     def run(self, every_s: float, stop: threading.Event) -> None:
         """sync_once every every_s seconds until stop is set."""

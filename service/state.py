@@ -15,7 +15,8 @@ from service.cache import ScoreCache
 from service.http.auth import ApiKeys
 from service.lifecycle.shadow import ShadowScorer
 from service.observe.metrics import ServiceMetrics
-from service.predictions import PredictionLog, Shipper
+from service.predictions.shipper import Shipper
+from service.predictions.spool import PredictionLog
 from service.quality import PassIndex
 
 _EXTENSION = "regno"

@@ -18,8 +18,7 @@ from model.records import canonical_bytes, parse_record
 from model.routing import pass_digest
 from model.scorer import PROBE_RECORD
 from service import create_app
-from tests.conftest import ApiClient
-from tests.conftest import readme_curl
+from tests.conftest import ApiClient, readme_curl
 from tests.test_metrics import _samples
 from tests.test_model_swap import models_dir, second_model, with_candidate  # noqa: F401 - fixtures
 from tests.test_parity import team_scorer  # noqa: F401 - fixture

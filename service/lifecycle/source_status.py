@@ -10,14 +10,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from model.sync import STATUS_FILE, read_status
+from model import SYNC_STATUS_FILE
+from model.sync import read_status
 
 
 class SourceStatus:
     """The syncer's last status in one worker: re-read when the file changes."""
 
     def __init__(self, models_dir: Path, metrics=None):
-        self.path, self.models_dir, self.metrics = models_dir / STATUS_FILE, models_dir, metrics
+        self.path, self.models_dir, self.metrics = models_dir / SYNC_STATUS_FILE, models_dir, metrics
         self._mtime_ns: int | None = None
         self.status: dict | None = None
 

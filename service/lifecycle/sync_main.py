@@ -16,18 +16,25 @@ import logging
 import signal
 import sys
 import threading
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from config import Settings, SettingsError
-from model.sources import SourceError, SourceOptions, open_source
-from model.sync import STATUS_FILE, ModelSyncer
-from service.observe import heartbeat, sentry
+from model import SYNC_STATUS_FILE
+from service.observe import heartbeat
+
+if TYPE_CHECKING:
+    from model.sync import ModelSyncer
 
 log = logging.getLogger("regno")
 
 
 def build_syncer(settings: Settings) -> ModelSyncer:
     """The syncer the settings describe, reporting refusals to Sentry when it is on."""
+    # Here, not at the top: `regno-sync --check` runs every few seconds and needs no CatBoost, source or Sentry.
+    from model.sources import SourceOptions, open_source
+    from model.sync import ModelSyncer
+    from service.observe import sentry
+
     source = open_source(settings.model_source, SourceOptions.of(settings))
     if sentry.init_sentry(settings, "syncer"):
         return ModelSyncer(source, settings.models_dir, on_refusal=lambda refusal, which, version:
@@ -62,8 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         # Every pass rewrites the status file, reachable source or not; three missed passes mean a stuck syncer.
         settings = Settings.from_env()
-        return heartbeat.check("regno-sync", settings.models_dir / STATUS_FILE,
+        return heartbeat.check("regno-sync", settings.models_dir / SYNC_STATUS_FILE,
                                3 * settings.model_sync_s + settings.model_source_timeout_s)
+    from model.sources import SourceError
+    from service.observe import sentry
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()

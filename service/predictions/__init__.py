@@ -1,56 +1,11 @@
 """The prediction log: every scored pass as one row, spooled to local segment files off the request path.
 
-rows (what a row holds), journal (a worker's bounded queue, surviving the worker), spool (the writer
-thread, segment files), shipper (sealed segments to the sink, once per spool) and ship_main (the
-shipper as a process beside gunicorn's workers), sinks (day-partitioned Parquet, or NATS JetStream),
-parquet_store (the Parquet layout and retention), query (`regno-log`, DuckDB over the files),
-sink_main (`regno-log-sink`, JetStream to Parquet).
+log_setup (the log and its shipper from the settings), rows (what a row holds), journal (a worker's bounded
+queue, surviving the worker), spool (the writer thread, segment files), shipper (sealed segments to the sink,
+once per spool) and ship_main (the shipper as a process beside gunicorn's workers), sinks (day-partitioned
+Parquet, or NATS JetStream), parquet_store (the Parquet layout and retention), query (`regno-log`, DuckDB over
+the files), sink_main (`regno-log-sink`, JetStream to Parquet).
+
+The package imports none of them, so a health check (`regno-log-sink --check`, every few seconds) loads only
+what it needs.
 """
-
-from __future__ import annotations
-
-import functools
-
-from config import Settings, SettingsError, extras
-from service.predictions.parquet_store import remove_expired
-from service.predictions.shipper import Shipper, ShipObserver
-from service.predictions.sinks import sink_for
-from service.predictions.spool import LogObserver, PredictionLog
-
-
-def from_settings(settings: Settings, observer, index=None) -> tuple[PredictionLog | None, Shipper | None]:
-    """The log and its shipper the settings describe; (None, None) when PREDICTION_LOG_DIR is unset.
-
-    index, the pass index (service/quality/passes.py), hears every batch the writers write, and the
-    shipper's retention forgets its old passes.
-    """
-    if not settings.prediction_log_on:
-        return None, None
-    if not settings.prediction_log_nats_url:
-        # The shipper writes Parquet itself: import pyarrow here, in gunicorn's master when it preloads the app, so
-        # the workers share it instead of each paying about half a second of CPU for the import while serving.
-        # With JetStream, regno-log-sink writes it, and the api (and its image) need no pyarrow.
-        problem = extras.missing("pyarrow to write Parquet (or set PREDICTION_LOG_NATS_URL)", "log", "pyarrow.parquet")
-        if problem:
-            raise SettingsError(f"the prediction log {problem}")
-    spool = settings.prediction_log_dir / "spool"
-    prediction_log = PredictionLog(spool, settings.prediction_log_queue_size, settings.prediction_log_segment_s,
-                                   settings.prediction_log_segment_bytes, settings.prediction_log_spool_max_bytes,
-                                   settings.prediction_log_sample, observer=observer,
-                                   on_written=index.add_lines if index is not None else None)
-    sink = sink_for(settings.prediction_log_parquet, settings.prediction_log_nats_url,
-                    settings.prediction_log_nats_stream, settings.prediction_log_nats_subject)
-    return prediction_log, Shipper(spool, sink, observer, functools.partial(retain, settings, index))
-
-
-def retain(settings: Settings, index) -> list[str]:
-    """Retention now: the Parquet days (unless regno-log-sink owns them) and the index's old passes; days removed."""
-    if index is not None:
-        index.remove_older_than(settings.label_window_days)
-    # With JetStream, regno-log-sink writes the Parquet files and applies retention to them.
-    if settings.prediction_log_nats_url:
-        return []
-    return remove_expired(settings.prediction_log_parquet, settings.prediction_log_retention_days)
-
-
-__all__ = ["LogObserver", "PredictionLog", "ShipObserver", "Shipper", "from_settings"]

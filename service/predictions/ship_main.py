@@ -17,8 +17,9 @@ import time
 from prometheus_client import CollectorRegistry
 
 from config import Settings, SettingsError
-from service import predictions, quality
+from service import quality
 from service.observe.metrics import ServiceMetrics
+from service.predictions import log_setup
 
 log = logging.getLogger("regno")
 
@@ -36,7 +37,7 @@ def main() -> int:
         return 2
     # Its metrics go to the folder gunicorn's workers share (PROMETHEUS_MULTIPROC_DIR), so /metrics shows them.
     metrics = ServiceMetrics(CollectorRegistry()) if settings.metrics_enabled else None
-    _, shipper = predictions.from_settings(settings, observer=metrics, index=quality.pass_index(settings))
+    _, shipper = log_setup.from_settings(settings, observer=metrics, index=quality.pass_index(settings))
     if shipper is None:
         return 0
     os.nice(NICENESS)

@@ -22,9 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 from config import Settings, SettingsError, extras
-from service.predictions.parquet_store import RETENTION_EVERY_S, decode_lines, remove_expired, write_rows
 from service.observe import heartbeat
-from service.predictions.sinks import ensure_stream
 
 log = logging.getLogger("regno.sink")
 
@@ -41,6 +39,10 @@ async def consume(settings: Settings, root: Path, stop: asyncio.Event) -> int:
     """Write every message of the stream to Parquet until stop is set; the messages written."""
     import nats
     from nats.errors import TimeoutError as NatsTimeout
+
+    # Here, not at the top: `--check` runs every few seconds and must not load pyarrow and the row types.
+    from service.predictions.parquet_store import RETENTION_EVERY_S, decode_lines, remove_expired, write_rows
+    from service.predictions.sinks import ensure_stream
 
     client = await nats.connect(settings.prediction_log_nats_url, max_reconnect_attempts=-1, reconnect_time_wait=1)
     stream, subject = settings.prediction_log_nats_stream, settings.prediction_log_nats_subject
@@ -74,13 +76,14 @@ async def consume(settings: Settings, root: Path, stop: asyncio.Event) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sink until SIGTERM or SIGINT, or with --check tell whether a running one is alive."""
-    absent = extras.missing("pyarrow", "log", "pyarrow.parquet")
-    if absent:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    absent = None if arguments == ["--check"] else extras.missing("pyarrow", "log", "pyarrow.parquet")
+    if absent:  # the health check needs no pyarrow; everything else does, --help included
         print(f"regno-log-sink: {absent}", file=sys.stderr)
         return 2
     parser = argparse.ArgumentParser(prog="regno-log-sink", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 0 while a running sink's consumer is alive")
-    if parser.parse_args(argv).check:
+    if parser.parse_args(arguments).check:
         return heartbeat.check("regno-log-sink", HEARTBEAT, HEARTBEAT_MAX_AGE_S)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
