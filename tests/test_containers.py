@@ -22,7 +22,6 @@ from model import BUNDLED_MODEL
 from model.records import parse_record
 from model.scorer import Scorer
 from loadtest.containers import ONE_SHOTS, PROMETHEUS_URL, PUBLIC_URL, RUNNING, ComposeStack, Traffic, docker, wait_for
-from loadtest.load_summary import summarize
 from tests.conftest import readme_curl
 from training.simulate import simulate_records
 
@@ -201,14 +200,8 @@ def test_prometheus_scrapes_every_target(stack):
 
 def test_the_load_profile_through_the_proxy(stack, tmp_path):
     """compose's load profile (Locust in its container) at 500 req/s for 30 s through the proxy: no failure."""
-    tmp_path.chmod(0o777)
-    done = stack.run("--profile", "load", "run", "--rm", "--no-deps", "-T", "-e", "LOAD_BAD_SHARE=0",
-                     "--volume", f"{tmp_path}:/reports", "locust",
-                     "locust", "-f", "/app/loadtest/locustfile.py", "--host", "http://proxy:8080", "--headless",
-                     "--users", "20", "--spawn-rate", "20", "--run-time", "30s", "--csv", "/reports/load",
-                     "--only-summary", timeout=180, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    summary = summarize(tmp_path / "load")["aggregated"]
+    code, summary = stack.load_profile(tmp_path, users=20, seconds=30, LOAD_BAD_SHARE="0")
+    assert code == 0, summary
     print(f"\ncompose load profile: {summary['requests']} requests, {summary['rate']:.1f} req/s, "
           f"p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms, {summary['failures']} failures")
     assert summary["failures"] == 0

@@ -19,6 +19,7 @@ from typing import Iterable, Mapping
 
 import requests
 
+from loadtest.load_summary import summarize
 from loadtest.servers import ROOT
 from training.simulate import simulate_records
 
@@ -69,6 +70,12 @@ def build_images(tags: Iterable[str] = IMAGES) -> None:
                           timeout=3600)
     if done.returncode != 0:
         raise RuntimeError(f"scripts/build-images failed: {done.stderr.strip()}")
+
+
+def locust_arguments(host: str, users: int, seconds: float, csv_prefix: str) -> list[str]:
+    """Locust's headless arguments for one run of the project's locustfile."""
+    return ["--headless", "--users", str(users), "--spawn-rate", str(users), "--run-time", f"{seconds:.0f}s",
+            "--host", host, "--csv", csv_prefix, "--only-summary"]
 
 
 def compose_command() -> list[str]:
@@ -125,6 +132,17 @@ class ComposeStack:
         """Run a command in a new container of the service (its image, environment and volumes), without deps."""
         mounts = [arg for volume in volumes for arg in ("--volume", volume)]
         return self.run("run", "--rm", "--no-deps", "-T", *mounts, service, *command, timeout=timeout, check=check)
+
+    def load_profile(self, folder: Path, users: int, seconds: float, **settings: str) -> tuple[int, dict]:
+        """compose's `load` profile: Locust in its container to http://proxy:8080, with the locustfile's settings
+        (LOAD_RATE, ...); Locust's exit code and its aggregated figures (its CSVs go to folder)."""
+        folder.chmod(0o777)  # Locust runs as uid 10001
+        variables = [arg for name, value in settings.items() for arg in ("-e", f"{name}={value}")]
+        done = self.run("--profile", "load", "run", "--rm", "--no-deps", "-T", *variables,
+                        "--volume", f"{folder}:/reports", "locust", "locust", "-f", "/app/loadtest/locustfile.py",
+                        *locust_arguments("http://proxy:8080", users, seconds, "/reports/load"),
+                        timeout=seconds + 180, check=False)
+        return done.returncode, summarize(folder / "load")["aggregated"]
 
     def log_rows(self, sql: str) -> list[dict]:
         """Rows of the prediction log's Parquet (prediction-sink's volume), read by regno-log in the tools image."""

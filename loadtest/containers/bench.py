@@ -19,18 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from loadtest.containers import IMAGES, PUBLIC_URL, ComposeStack, build_images, ensure_engine, stop_engine
+from loadtest.containers import (IMAGES, PUBLIC_URL, ComposeStack, build_images, ensure_engine, locust_arguments,
+                                 stop_engine)
 from loadtest.load_summary import summarize
 from loadtest.servers import ROOT, serve
 
 KEY = "bench-containers-key"
 SETTINGS = {"API_KEYS": KEY, "LOAD_API_KEY": KEY, "GRAFANA_ADMIN_PASSWORD": "unused-here"}
-
-
-def locust_arguments(host: str, users: int, seconds: float, csv_prefix: str) -> list[str]:
-    """Locust's headless arguments for one run of the project's locustfile."""
-    return ["--headless", "--users", str(users), "--spawn-rate", str(users), "--run-time", f"{seconds:.0f}s",
-            "--host", host, "--csv", csv_prefix, "--only-summary"]
 
 
 def host_locust(host: str, rate: float, users: int, seconds: float, folder: Path, name: str) -> dict:
@@ -40,16 +35,6 @@ def host_locust(host: str, rate: float, users: int, seconds: float, folder: Path
                     *locust_arguments(host, users, seconds, str(folder / name))], env=env, cwd=ROOT,
                    capture_output=True, timeout=seconds + 120)
     return summarize(folder / name)["aggregated"]
-
-
-def container_locust(stack: ComposeStack, rate: float, users: int, seconds: float, folder: Path) -> dict:
-    """compose's load profile (Locust in its container, to http://proxy:8080); the aggregated figures."""
-    folder.chmod(0o777)
-    stack.run("--profile", "load", "run", "--rm", "--no-deps", "-T", "-e", f"LOAD_RATE={rate}",
-              "-e", f"LOAD_USERS={users}", "--volume", f"{folder}:/reports", "locust", "locust", "-f",
-              "/app/loadtest/locustfile.py", *locust_arguments("http://proxy:8080", users, seconds, "/reports/in"),
-              timeout=seconds + 180, check=False)
-    return summarize(folder / "in")["aggregated"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(5)  # let the first scrapes and syncs pass
                 results.append(("compose, Locust on the host",
                                 host_locust(PUBLIC_URL, args.rate, args.users, args.seconds, folder, "compose")))
-                results.append(("compose, Locust in its container (load profile)",
-                                container_locust(compose, args.rate, args.users, args.seconds, folder)))
+                _, figures = compose.load_profile(folder, args.users, args.seconds, LOAD_RATE=str(args.rate),
+                                                  LOAD_USERS=str(args.users))
+                results.append(("compose, Locust in its container (load profile)", figures))
             finally:
                 compose.down()
     finally:
