@@ -5,8 +5,10 @@ extras.py holds the one message for an optional extra (setup.cfg) that is not in
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, TypeVar
@@ -17,6 +19,17 @@ T = TypeVar("T")
 
 #: The key `make run` and development mode use when no key is configured; never valid in production.
 DEVELOPMENT_KEY = "dev-key"
+#: The label key `make run` and development mode use when no label key is configured; never valid in production.
+DEVELOPMENT_LABEL_KEY = "dev-label-key"
+#: The pass-id secret of development mode when none is set; documented, so never valid in production.
+DEVELOPMENT_PASS_ID_SECRET = "development-pass-id-secret"
+#: Fewest characters PASS_ID_SECRET may have: a short one could be guessed, and pass ids computed with it.
+MIN_PASS_ID_SECRET_CHARS = 16
+#: The variables read by their own functions rather than through _VARIABLES: the secrets.
+SECRET_VARIABLES = ("API_KEYS", "API_KEYS_FILE", "LABEL_API_KEYS", "LABEL_API_KEYS_FILE", "PASS_ID_SECRET",
+                    "PASS_ID_SECRET_FILE")
+#: A key's name in a `name:key` entry: it appears in logs and label rows, so it is plain and short.
+_KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class SettingsError(ValueError):
@@ -61,8 +74,12 @@ class Settings:
     shadow_share: float = 0.0
     #: Share of passes the candidate model answers, chosen by a hash of the record (the same pass, the same model).
     canary_share: float = 0.0
-    #: Accepted values of the x-api-key header (several at once, so keys can rotate).
+    #: Scoring keys: accepted values of the x-api-key header (several at once, so keys can rotate); `name:key` or `key`.
     api_keys: tuple[str, ...] = ()
+    #: Label keys: the only keys POST /reg/feedback takes, and they score nothing; entries as in api_keys.
+    label_api_keys: tuple[str, ...] = field(default=(), repr=False)
+    #: Keys the pass ids (blake2b), so only who was answered knows a pass's id; every replica shares it. A secret.
+    pass_id_secret: str | None = field(default=None, repr=False)
     #: `positive` at or above this picks the AI plate.
     pick_threshold: float = 0.5
     #: Largest request body accepted, in bytes; larger gives 413.
@@ -89,8 +106,10 @@ class Settings:
     cache_breaker_cooldown_s: float = 5.0
     #: Export Prometheus metrics at /metrics.
     metrics_enabled: bool = True
-    #: Require the API key on /metrics too (it needs none by default, for scrapers).
+    #: Require the API key on /metrics on the internal side too (it needs none there by default, for scrapers).
     metrics_require_key: bool = False
+    #: The public door serves /metrics, /docs and /openapi.json too, to callers with an API key; else only internally.
+    public_operator_endpoints: bool = False
     #: Folder where gunicorn's workers keep their metrics; set by gunicorn.conf.py when unset.
     prometheus_multiproc_dir: Path | None = None
     #: Sentry DSN; unset turns Sentry off. A secret: comes from the environment only.
@@ -119,6 +138,14 @@ class Settings:
     keepalive: int = 5
     #: gunicorn: load the app (and model) in the master so workers share its pages.
     preload: bool = True
+    #: Which pool this gunicorn is: "main" (every route; /reg/ above all) or "bulk" (batches, explanations, labels).
+    pool: str = "main"
+    #: The bulk pool's address: the proxy sends /reg/batch, /reg/explain and /reg/feedback there; unset, to BIND.
+    bulk_bind: str | None = None
+    #: The bulk pool's worker processes; 0 runs no bulk pool (make serve), bulk work then goes to the main pool.
+    bulk_workers: int = 1
+    #: How much lower the bulk pool's CPU priority is (nice, 0-19): /reg/ wins the CPU when both want it.
+    bulk_nice: int = 10
     #: Proxies in front whose X-Forwarded-* headers are trusted (werkzeug's ProxyFix); 0 when clients connect directly.
     forwarded_hops: int = 0
     #: The proxy (`make serve`): the address clients connect to.
@@ -153,6 +180,8 @@ class Settings:
     proxy_exporter_bind: str = "127.0.0.1:9113"
     #: The proxy: where mtail serves the counts of answers the proxy gave itself (refusals, 502, 504).
     proxy_answers_bind: str = "127.0.0.1:3903"
+    #: The proxy's internal door: /metrics, /docs, /openapi.json and the whole /health, for Prometheus; never published.
+    proxy_internal_bind: str = "127.0.0.1:8081"
     #: The prediction log's local spool of segment files; unset turns the log off. Holds plates: personal data.
     prediction_log_dir: Path | None = None
     #: Where the log's day-partitioned Parquet files go (the embedded sink); PREDICTION_LOG_DIR/parquet when unset.
@@ -167,8 +196,12 @@ class Settings:
     prediction_log_sample: float = 1.0
     #: Days of Parquet partitions kept; older days are removed; 0 keeps everything.
     prediction_log_retention_days: int = 30
-    #: Rows (about 1 kB each) a worker's journal holds for its writer; past this a row is dropped and counted.
+    #: Rows (about 1 kB each) of a worker's journal kept for /reg/, beside room for the largest batch; past it a
+    #: /reg/ row is dropped and counted.
     prediction_log_queue_size: int = 10_000
+    #: Seconds a batch's rows (or a request's labels) may wait, all together, for room in the journal before a row is
+    #: dropped (or a label refused); /reg/ never waits.
+    prediction_log_batch_wait_s: float = 5.0
     #: Seconds after which the open segment file is sealed and may be shipped.
     prediction_log_segment_s: float = 10.0
     #: Bytes after which the open segment file is sealed.
@@ -183,6 +216,8 @@ class Settings:
     quality_pick_accuracy_floor: float = 0.8
     #: Labels an hour must hold, per model and arm, before RegnoPickAccuracyLow may fire.
     quality_min_labels: int = 20
+    #: Seconds a label's labelled_at may lie in the future, or before its pass was answered (clocks differ).
+    label_clock_skew_s: float = 300.0
 
     @property
     def prediction_log_on(self) -> bool:
@@ -212,6 +247,18 @@ class Settings:
             return self.api_keys
         return (DEVELOPMENT_KEY,) if self.development else ()
 
+    def effective_label_api_keys(self) -> tuple[str, ...]:
+        """The accepted label keys; the development label key when none is set in development mode."""
+        if self.label_api_keys:
+            return self.label_api_keys
+        return (DEVELOPMENT_LABEL_KEY,) if self.development else ()
+
+    def effective_pass_id_secret(self) -> str:
+        """The pass-id secret; the development one when none is set in development mode; "" (unkeyed) otherwise."""
+        if self.pass_id_secret:
+            return self.pass_id_secret
+        return DEVELOPMENT_PASS_ID_SECRET if self.development else ""
+
     def check(self) -> None:
         """Raise SettingsError when the service must not start with these settings."""
         if self.env not in ("production", "development"):
@@ -222,6 +269,8 @@ class Settings:
             raise SettingsError("REDIS_URL must start with redis://, rediss:// or unix://")
         self.check_proxy()
         self.check_model_source()
+        self.check_pool()
+        self.check_keys()
         if self.prediction_log_nats_url and not self.prediction_log_nats_url.startswith(("nats://", "tls://")):
             raise SettingsError("PREDICTION_LOG_NATS_URL must start with nats:// or tls://")
         if self.prediction_log_nats_url and not self.prediction_log_on:
@@ -231,6 +280,44 @@ class Settings:
             raise SettingsError("PASS_INDEX_URL must start with redis://, rediss:// or unix://")
         if not self.development and DEVELOPMENT_KEY in self.api_keys:
             raise SettingsError(f"the development key {DEVELOPMENT_KEY!r} is not allowed outside development mode")
+
+    def check_keys(self) -> None:
+        """Raise SettingsError when the keys' names, scopes or the pass-id secret cannot be used."""
+        scoring = {key for _, key in named_keys(self.effective_api_keys(), "API_KEYS")}
+        labelling = {key for _, key in named_keys(self.effective_label_api_keys(), "LABEL_API_KEYS")}
+        if scoring & labelling:
+            raise SettingsError("a key is both in API_KEYS and in LABEL_API_KEYS: a key either scores or labels, "
+                                "give each its own")
+        if not self.development and {DEVELOPMENT_KEY, DEVELOPMENT_LABEL_KEY} & (scoring | labelling):
+            raise SettingsError(f"the development keys {DEVELOPMENT_KEY!r} and {DEVELOPMENT_LABEL_KEY!r} are not "
+                                "allowed outside development mode")
+        secret = self.pass_id_secret
+        if secret is not None and len(secret) < MIN_PASS_ID_SECRET_CHARS:
+            raise SettingsError(f"PASS_ID_SECRET must have at least {MIN_PASS_ID_SECRET_CHARS} characters")
+        if not self.development and secret == DEVELOPMENT_PASS_ID_SECRET:
+            raise SettingsError("the development PASS_ID_SECRET is not allowed outside development mode")
+        if not self.development and self.prediction_log_on and not secret:
+            raise SettingsError("PREDICTION_LOG_DIR needs PASS_ID_SECRET or PASS_ID_SECRET_FILE: a secret every "
+                                "replica shares, so that pass ids (which labels name) cannot be computed by others")
+
+    def check_pool(self) -> None:
+        """Raise SettingsError when this gunicorn's pool cannot be run as set."""
+        if self.pool not in ("main", "bulk"):
+            raise SettingsError(f"POOL must be 'main' or 'bulk', got {self.pool!r}")
+        if self.pool == "bulk" and not self.bulk_bind:
+            raise SettingsError("POOL=bulk needs BULK_BIND, the address the bulk pool listens on")
+        if self.pool == "bulk" and self.bulk_workers < 1:
+            raise SettingsError("POOL=bulk needs BULK_WORKERS of at least 1")
+
+    @property
+    def pool_bind(self) -> str:
+        """Where this gunicorn listens: BULK_BIND for the bulk pool, BIND for the main one."""
+        return self.bulk_bind if self.pool == "bulk" and self.bulk_bind else self.bind
+
+    @property
+    def pool_workers(self) -> int:
+        """This gunicorn's worker processes: BULK_WORKERS for the bulk pool, WORKERS for the main one."""
+        return self.bulk_workers if self.pool == "bulk" else self.workers
 
     def check_model_source(self) -> None:
         """Raise SettingsError when the model source's settings do not fit together (all the syncer's start needs)."""
@@ -256,6 +343,8 @@ class Settings:
         if self.client_cert_suffices and (self.proxy_tls_client_ca_file is None or self.forwarded_hops < 1):
             raise SettingsError("CLIENT_CERT_SUFFICES needs the proxy to verify clients: set PROXY_TLS_CLIENT_CA_FILE, "
                                 "and run behind it (make serve, or FORWARDED_HOPS=1)")
+        if self.proxy_internal_bind == self.public_bind:
+            raise SettingsError("PROXY_INTERNAL_BIND must differ from PUBLIC_BIND: the internal door is never public")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -264,7 +353,8 @@ class Settings:
         reader = _Reader(env)
         default = cls()
         values = {field: reader.get(name, parse, getattr(default, field)) for name, (field, parse) in _VARIABLES.items()}
-        return cls(api_keys=_api_keys(env), **values)
+        return cls(api_keys=_api_keys(env), label_api_keys=_api_keys(env, "LABEL_API_KEYS"),
+                   pass_id_secret=_secret(env, "PASS_ID_SECRET"), **values)
 
 
 class _Reader:
@@ -284,17 +374,51 @@ class _Reader:
             raise SettingsError(f"{name}={raw!r} is invalid: {error}") from None
 
 
-def _api_keys(environ: Mapping[str, str]) -> tuple[str, ...]:
-    """Keys from API_KEYS (comma-separated) plus API_KEYS_FILE (one per line, # comments)."""
-    keys = [key.strip() for key in environ.get("API_KEYS", "").split(",")]
-    path = environ.get("API_KEYS_FILE", "").strip()
+def _api_keys(environ: Mapping[str, str], variable: str = "API_KEYS") -> tuple[str, ...]:
+    """Key entries from variable (comma-separated) plus the file variable_FILE names (one per line, # comments)."""
+    keys = [key.strip() for key in environ.get(variable, "").split(",")]
+    path = environ.get(f"{variable}_FILE", "").strip()
     if path:
         try:
             lines = Path(path).read_text(encoding="utf-8").splitlines()
         except OSError as error:
-            raise SettingsError(f"API_KEYS_FILE={path!r} cannot be read: {error.strerror}") from None
+            raise SettingsError(f"{variable}_FILE={path!r} cannot be read: {error.strerror}") from None
         keys += [line.strip() for line in lines if not line.lstrip().startswith("#")]
-    return tuple(dict.fromkeys(key for key in keys if key))
+    return tuple(dict.fromkeys(key for key in keys if key))  # their names are checked by Settings.check_keys
+
+
+def _secret(environ: Mapping[str, str], variable: str) -> str | None:
+    """A secret from variable, or from the file variable_FILE names (its text without surrounding white space)."""
+    value = environ.get(variable, "").strip()
+    path = environ.get(f"{variable}_FILE", "").strip()
+    if value and path:
+        raise SettingsError(f"set {variable} or {variable}_FILE, not both")
+    if path:
+        try:
+            value = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise SettingsError(f"{variable}_FILE={path!r} cannot be read: {error.strerror}") from None
+    return value or None
+
+
+def key_name(key: str) -> str:
+    """The name of a key given without one: `key-` and the first 8 hex digits of its sha256 (not the key)."""
+    return "key-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
+
+
+def named_keys(entries: tuple[str, ...], variable: str) -> tuple[tuple[str, str], ...]:
+    """(name, key) of each entry: `name:key` splits at the first colon; a bare key gets key_name's name."""
+    named = []
+    for position, entry in enumerate(entries, 1):
+        name, colon, key = entry.partition(":")
+        if not colon:
+            named.append((key_name(entry), entry))
+        elif _KEY_NAME.fullmatch(name) and key:
+            named.append((name, key))
+        else:  # the entry may be a key with a colon in it: never echo it
+            raise SettingsError(f"{variable}: entry {position} is not `name:key` with a name of letters, digits, "
+                                "'.', '_' and '-' (at most 64) before the first ':', and a key after it")
+    return tuple(named)
 
 
 def _positive_int(raw: str) -> int:
@@ -337,6 +461,14 @@ def _non_negative_float(raw: str) -> float:
     return value
 
 
+def _nice(raw: str) -> int:
+    """A niceness increment from 0 (as the main pool) to 19 (only what no one else wants)."""
+    value = int(raw)
+    if not 0 <= value <= 19:
+        raise ValueError("must be between 0 and 19")
+    return value
+
+
 def _boolean(raw: str) -> bool:
     """true/false, yes/no, on/off or 1/0."""
     lowered = raw.lower()
@@ -347,7 +479,7 @@ def _boolean(raw: str) -> bool:
     raise ValueError("must be true or false")
 
 
-#: Environment variable -> (setting, parser). API_KEYS and API_KEYS_FILE are read together by _api_keys.
+#: Environment variable -> (setting, parser). SECRET_VARIABLES are read by _api_keys and _secret.
 _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "REGNO_ENV": ("env", str),
     "MODEL_PATH": ("model_path", Path),
@@ -376,6 +508,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "CACHE_BREAKER_COOLDOWN_S": ("cache_breaker_cooldown_s", _positive_float),
     "METRICS_ENABLED": ("metrics_enabled", _boolean),
     "METRICS_REQUIRE_KEY": ("metrics_require_key", _boolean),
+    "PUBLIC_OPERATOR_ENDPOINTS": ("public_operator_endpoints", _boolean),
     "PROMETHEUS_MULTIPROC_DIR": ("prometheus_multiproc_dir", Path),
     "SENTRY_DSN": ("sentry_dsn", str),
     "SENTRY_ENVIRONMENT": ("sentry_environment", str),
@@ -390,6 +523,10 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "GRACEFUL_TIMEOUT": ("graceful_timeout", _positive_int),
     "KEEPALIVE": ("keepalive", _non_negative_int),
     "PRELOAD": ("preload", _boolean),
+    "POOL": ("pool", str.lower),
+    "BULK_BIND": ("bulk_bind", str),
+    "BULK_WORKERS": ("bulk_workers", _non_negative_int),
+    "BULK_NICE": ("bulk_nice", _nice),
     "FORWARDED_HOPS": ("forwarded_hops", _non_negative_int),
     "PUBLIC_BIND": ("public_bind", str),
     "PROXY_RUN_DIR": ("proxy_run_dir", Path),
@@ -407,6 +544,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "CLIENT_CERT_SUFFICES": ("client_cert_suffices", _boolean),
     "PROXY_EXPORTER_BIND": ("proxy_exporter_bind", str),
     "PROXY_ANSWERS_BIND": ("proxy_answers_bind", str),
+    "PROXY_INTERNAL_BIND": ("proxy_internal_bind", str),
     "PREDICTION_LOG_DIR": ("prediction_log_dir", Path),
     "PREDICTION_LOG_PARQUET_DIR": ("prediction_log_parquet_dir", Path),
     "PREDICTION_LOG_NATS_URL": ("prediction_log_nats_url", str),
@@ -415,6 +553,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "PREDICTION_LOG_SAMPLE": ("prediction_log_sample", _probability),
     "PREDICTION_LOG_RETENTION_DAYS": ("prediction_log_retention_days", _non_negative_int),
     "PREDICTION_LOG_QUEUE_SIZE": ("prediction_log_queue_size", _positive_int),
+    "PREDICTION_LOG_BATCH_WAIT_S": ("prediction_log_batch_wait_s", _non_negative_float),
     "PREDICTION_LOG_SEGMENT_S": ("prediction_log_segment_s", _positive_float),
     "PREDICTION_LOG_SEGMENT_BYTES": ("prediction_log_segment_bytes", _positive_int),
     "PREDICTION_LOG_SPOOL_MAX_BYTES": ("prediction_log_spool_max_bytes", _positive_int),
@@ -422,4 +561,5 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "PASS_INDEX_URL": ("pass_index_url", str),
     "QUALITY_PICK_ACCURACY_FLOOR": ("quality_pick_accuracy_floor", _probability),
     "QUALITY_MIN_LABELS": ("quality_min_labels", _positive_int),
+    "LABEL_CLOCK_SKEW_S": ("label_clock_skew_s", _non_negative_float),
 }
