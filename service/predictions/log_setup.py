@@ -6,9 +6,10 @@ import functools
 
 from config import Settings, SettingsError, extras
 from service.predictions.parquet_store import remove_expired
+from service.predictions.rows import batch_bytes
 from service.predictions.shipper import Shipper, ShipObserver
 from service.predictions.sinks import sink_for
-from service.predictions.spool import LogObserver, PredictionLog
+from service.predictions.spool import LogObserver, PredictionLog, journal_bytes
 
 
 def from_settings(settings: Settings, observer, index=None) -> tuple[PredictionLog | None, Shipper | None]:
@@ -26,11 +27,19 @@ def from_settings(settings: Settings, observer, index=None) -> tuple[PredictionL
         problem = extras.missing("pyarrow to write Parquet (or set PREDICTION_LOG_NATS_URL)", "log", "pyarrow.parquet")
         if problem:
             raise SettingsError(f"the prediction log {problem}")
+    largest_batch = batch_bytes(settings.batch_request_max_records, settings.batch_request_max_bytes)
+    journal = journal_bytes(settings.prediction_log_queue_size, largest_batch)
+    if settings.prediction_log_spool_max_bytes < journal:
+        # The writer takes what a journal holds at once: a cap below that would drop a batch with the sink up.
+        raise SettingsError(f"PREDICTION_LOG_SPOOL_MAX_BYTES={settings.prediction_log_spool_max_bytes} is below a "
+                            f"worker's journal ({journal} bytes: PREDICTION_LOG_QUEUE_SIZE rows of 1 kB and the "
+                            f"largest batch BATCH_REQUEST_MAX_RECORDS and BATCH_REQUEST_MAX_BYTES allow)")
     spool = settings.prediction_log_dir / "spool"
     prediction_log = PredictionLog(spool, settings.prediction_log_queue_size, settings.prediction_log_segment_s,
                                    settings.prediction_log_segment_bytes, settings.prediction_log_spool_max_bytes,
                                    settings.prediction_log_sample, observer=observer,
-                                   on_written=index.add_lines if index is not None else None)
+                                   on_written=index.add_lines if index is not None else None,
+                                   batch_bytes=largest_batch, batch_wait_s=settings.prediction_log_batch_wait_s)
     sink = sink_for(settings.prediction_log_parquet, settings.prediction_log_nats_url,
                     settings.prediction_log_nats_stream, settings.prediction_log_nats_subject)
     return prediction_log, Shipper(spool, sink, observer, functools.partial(retain, settings, index))

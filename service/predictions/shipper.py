@@ -7,6 +7,24 @@ STANDBY_S, so a dead shipper is replaced. Without gunicorn (one process) the thr
 working shipper also seals what dead writers left (journals and open segments nobody holds the flock of),
 so the rows of a killed worker, or of a crashed host at its next start, are shipped too.
 It reports the spool's state (bytes, segments waiting, the oldest unshipped age) and applies retention.
+
+Recovering a dead writer's journal (journal.py) ships each of its rows exactly once:
+- no commit in it: its rows [start, end) are in no segment, and all of them become a segment of their own;
+- a commit (the writer died between recording which segment it was appending to and releasing the rows):
+  the committed segment, open or sealed, tells how far the append got. At least its after-size: the rows up
+  to the commit's end are in it, only [commit end, end) is recovered. Its before-size: none are, all of
+  [start, end) is recovered. In between (a kill cut the write short): the segment is cut back to its
+  before-size, fsynced, and all of [start, end) is recovered. No such segment (it cannot have been shipped,
+  see below; someone removed it): all of [start, end) is recovered, rather than lose any.
+- a journal written before the host last started (a crash): its pages may never have reached the disk, and
+  what it seems to hold may be rows of an earlier turn that are in segments already; none of it is
+  recovered (the rows not yet in a segment when a host crashes are lost, as the README says), and the
+  segments stay as they are (the sink skips a torn last line).
+The recovered segment is named after the journal and written whole (a temporary file, fsynced, renamed)
+before the journal is deleted, so a shipper that dies midway recovers the same rows again into the same
+file. A dead writer's open segment is sealed (made shippable) only once no journal of its writer names it
+in a commit: a writer that died after this round's recovery is recovered in the next one, before its
+segment can ship.
 """
 
 from __future__ import annotations
@@ -20,12 +38,12 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from service.observe.throttled_log import ThrottledLog
-from service.predictions.journal import SUFFIX as JOURNAL, recover
+from service.predictions.journal import SUFFIX as JOURNAL, Leftover, committed_segment, read_leftover
 from service.predictions.locks import owner_is_gone
 from service.predictions.parquet_store import RETENTION_EVERY_S
 from service.predictions.sinks import Sink
-from service.predictions.spool import (OPEN, SEALED, fsync_folder, sealed_files, segment_started, spool_files,
-                                       total_bytes)
+from service.predictions.spool import (OPEN, SEALED, fsync_folder, sealed_files, segment_name, segment_started,
+                                       spool_files, total_bytes)
 
 log = logging.getLogger("regno")
 
@@ -122,7 +140,9 @@ class Shipper:
         """Seal what dead writers left (open segments and journals whose flock is free); the segments sealed."""
         sealed = self.recover_journals()
         for path in [path for path in spool_files(self.spool) if path.suffix == OPEN]:
-            if owner_is_gone(path):  # not while its writer lives, nor once that writer sealed it itself
+            # Not while its writer lives, nor once that writer sealed it itself; and, its writer gone (so its journal
+            # no longer changes), not while that journal still needs it to know which rows it holds.
+            if owner_is_gone(path) and not self.awaits_journal(path):
                 os.rename(path, path.with_suffix(SEALED))
                 sealed.append(path.with_suffix(SEALED))
         if sealed:
@@ -134,9 +154,10 @@ class Shipper:
         """Turn the rows left in dead workers' journals into sealed segments, then delete the journals."""
         sealed = []
         for path in sorted(self.spool.glob(f"journal-*{JOURNAL}")):
-            data = recover(path)
-            if data is None:
+            leftover = read_leftover(path)
+            if leftover is None:
                 continue  # its worker lives
+            data = self.unwritten(path, leftover)
             if data:
                 # Named after the journal: recovering the same journal twice writes the same segment.
                 _, started_ms, pid = path.stem.split("-")
@@ -150,6 +171,39 @@ class Shipper:
                 sealed.append(segment)
             path.unlink()
         return sealed
+
+    def unwritten(self, journal: Path, leftover: Leftover) -> bytes:
+        """The rows of a dead writer's journal that no segment holds (see the module's docstring)."""
+        if leftover.rebooted:
+            if leftover.rows:
+                log.warning("prediction log: %s is from before the host restarted; its rows are not recovered",
+                            journal.name)
+            return b""
+        commit = leftover.commit
+        if commit is None:
+            return leftover.rows
+        pid = journal.stem.split("-")[2]
+        name = segment_name(commit.segment_ms, pid, commit.sequence)
+        segment = next((path for path in (self.spool / f"{name}{OPEN}", self.spool / f"{name}{SEALED}")
+                        if path.exists()), None)
+        if segment is None:
+            log.warning("prediction log: %s names segment %s, which is gone; all its rows are recovered",
+                        journal.name, name)
+            return leftover.rows
+        size = segment.stat().st_size
+        if size >= commit.after:
+            return leftover.rows[leftover.committed:]
+        if size > commit.before:
+            with open(segment, "r+b") as stream:  # the cut-short write's rows come back whole from the journal
+                stream.truncate(commit.before)
+                os.fsync(stream.fileno())
+        return leftover.rows
+
+    def awaits_journal(self, segment: Path) -> bool:
+        """True when a journal of the open segment's writer names it in a commit: that journal is recovered first."""
+        _, started_ms, pid, sequence = segment.stem.split("-")
+        return any(committed_segment(journal) == (int(started_ms), int(sequence))
+                   for journal in self.spool.glob(f"journal-*-{pid}{JOURNAL}"))
 
     def report(self) -> None:
         """Tell the observer the spool's size, sealed segments waiting and the oldest unshipped row's age."""
