@@ -22,6 +22,7 @@ from typing import Sequence
 
 import orjson
 
+from config import named_keys
 from loadtest.servers import ROOT
 from training.simulate import Pass, simulate
 
@@ -38,6 +39,8 @@ RESEND_EVERY = 8
 LABELLED_SHARE = 0.6
 LABELS_PER_REQUEST = 200
 API_KEY = "report-key"
+#: The day's label key and pass-id secret (production settings with the log need both to label).
+LABEL_KEY, PASS_ID_SECRET = "report-label-key", "report-pass-id-secret"
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ def simulated_day(app, passes: int = PASSES, seed: int = SEED) -> list[Sent]:
     state = app.extensions["regno"]
     if state.watcher is not None:
         state.watcher.check()  # what each worker's watcher does on its first look: the candidate loads
-    key = state.settings.effective_api_keys()[0]
+    key = named_keys(state.settings.effective_api_keys(), "API_KEYS")[0][1]
+    label_key = named_keys(state.settings.effective_label_api_keys(), "LABEL_API_KEYS")[0][1]
     client, rng = app.test_client(), random.Random(seed)
     sent = []
     for position, simulated in enumerate(simulate(passes, seed)):
@@ -106,7 +110,7 @@ def simulated_day(app, passes: int = PASSES, seed: int = SEED) -> list[Sent]:
     labels = [{"pass_id": one.answer["pass_id"], "true_regno": one.simulated.plate} for one in sent if one.labelled]
     for start in range(0, len(labels), LABELS_PER_REQUEST):
         chunk = {"labels": labels[start:start + LABELS_PER_REQUEST]}
-        status, answer = post_closed(client, "/reg/feedback", chunk, key)
+        status, answer = post_closed(client, "/reg/feedback", chunk, label_key)
         refused = [result for result in answer["body"]["results"] if result["status"] != "accepted"]
         if status != 200 or refused:
             raise RuntimeError(f"POST /reg/feedback refused labels: {refused or answer}")
@@ -133,7 +137,8 @@ def build_day(folder: Path, second_model: Path | None = None) -> tuple[Path, Pat
     from service import create_app
 
     models_dir = publish_models(folder / "models", second_model or train_second_model(folder / "tiny2.cbm"))
-    settings = Settings(env="production", api_keys=(API_KEY,), log_level="WARNING")
+    settings = Settings(env="production", api_keys=(API_KEY,), label_api_keys=(LABEL_KEY,),
+                        pass_id_secret=PASS_ID_SECRET, log_level="WARNING")
     app = create_app(replace(settings, models_dir=models_dir, canary_share=0.3, shadow_share=1.0,
                              prediction_log_dir=folder / "log"))
     started = datetime.now(timezone.utc)

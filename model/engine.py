@@ -54,7 +54,7 @@ class Scored(NamedTuple):
     regno: str
     source: str
     origin: Origin
-    #: The pass's digest in hex (model.routing.pass_digest): the same pass has the same id.
+    #: The pass's keyed digest in hex (model.routing.pass_digest): the same pass has the same id.
     pass_id: str
     #: "current", or "canary" when the candidate answered.
     arm: str
@@ -86,17 +86,23 @@ class Observer(Protocol):
 
 
 class ScoringEngine:
-    """Scores validated records with the routing it is given, through a cache when it has one."""
+    """Scores validated records with the routing it is given, through a cache when it has one.
 
-    def __init__(self, threshold: float, cache: ScoreStore | None = None, observer: Observer | None = None):
+    pass_key (model.routing.pass_key of the pass-id secret) keys the pass ids; b"" leaves them unkeyed, for
+    engines whose pass ids go nowhere (shadow scoring, regno-score, benchmarks).
+    """
+
+    def __init__(self, threshold: float, cache: ScoreStore | None = None, observer: Observer | None = None,
+                 pass_key: bytes = b""):
         self.threshold = threshold
         self.cache = cache
         self.observer = observer
+        self.pass_key = pass_key
 
     def score(self, records: Sequence[Record], routing: Routing) -> list[Scored]:
         """One result per record, in order; the misses are scored in one CatBoost call per answering model."""
         canonical = [canonical_bytes(record) for record in records]
-        digests = [pass_digest(data) for data in canonical]
+        digests = [pass_digest(data, self.pass_key) for data in canonical]
         slots = [routing.for_pass(digest) for digest in digests]
         if self.cache is not None:
             keys = [self.cache.key(slot.identity, data) for slot, data in zip(slots, canonical)]

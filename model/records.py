@@ -36,10 +36,16 @@ MAX_LIST_CHARS = 4096
 TIMESTAMP_PATTERN = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}"
                      r"(?::[0-9]{2}(?:\.[0-9]{1,9})?)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?")
 _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
-#: Characters a plate must not hold: control characters and every character Python counts as white
-#: space (a space would change the text features), spelled out so that other regex engines agree.
-PLATE_FORBIDDEN_CHARS = r"\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-_PLATE_FORBIDDEN = re.compile(f"[{PLATE_FORBIDDEN_CHARS}]")
+#: Characters a plate must not hold: white space (a space would change the text features), control characters
+#: (Unicode category Cc) and format characters (Cf: bidi overrides such as U+202E, isolates U+2066-2069, marks
+#: U+200E/F, zero-width characters), which make a plate look like another one; as Unicode 14 (Python 3.11) lists
+#: them, spelled out so that other regex engines agree. The Basic Multilingual Plane only, for the API document.
+PLATE_FORBIDDEN_CHARS = (r"\x00-\x20\x7f-\xa0\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u1680\u180e"
+                         r"\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ufeff\ufff9-\ufffb")
+#: The format characters (Cf) beyond the Basic Multilingual Plane, which the API document's pattern cannot name.
+_ASTRAL_FORMAT_CHARS = (r"\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+                        r"\U000e0001\U000e0020-\U000e007f")
+_PLATE_FORBIDDEN = re.compile(f"[{PLATE_FORBIDDEN_CHARS}{_ASTRAL_FORMAT_CHARS}]")
 #: Bounds of the numeric fields, as (low, high).
 ACCURACY_RANGE = (0.0, 100.0)
 SCORE_RANGE = (0.0, 1.0)
@@ -112,17 +118,22 @@ def _text(record: dict, field: str, max_chars: int) -> str:
 
 
 def _plate(record: dict, field: str) -> str:
-    """A plate: 1..MAX_PLATE_CHARS characters, none of them white space or control."""
+    """A plate: 1..MAX_PLATE_CHARS characters, none of them white space, control or format characters."""
     return parse_plate(record[field], field)
 
 
 def parse_plate(value: Any, field: str) -> str:
-    """A plate as the records carry it, checked: 1..MAX_PLATE_CHARS characters, none white space or control."""
+    """A plate as records and labels carry it, checked: 1..MAX_PLATE_CHARS characters, none white space, control
+    or format (bidi) characters."""
     plate = _text({field: value}, field, MAX_PLATE_CHARS)
     if not plate:
         raise RecordError(field, "must not be empty")
-    if _PLATE_FORBIDDEN.search(plate):
-        raise RecordError(field, f"must not contain spaces or control characters, got {_shown(plate)}")
+    forbidden = _PLATE_FORBIDDEN.search(plate)
+    if forbidden:
+        if ord(forbidden.group()) > 0xFFFF:  # a rule the API document's pattern cannot express (see above)
+            raise RecordError(field, f"must not contain format characters, got {_shown(plate)}")
+        raise RecordError(field, f"must not contain spaces, control or format characters (such as bidi overrides), "
+                                 f"got {_shown(plate)}")
     return plate
 
 

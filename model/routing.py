@@ -15,9 +15,20 @@ def model_identity(scorer: Scorer) -> bytes:
     return f"{scorer.version}\0{scorer.checksum}".encode()
 
 
-def pass_digest(canonical: bytes) -> bytes:
-    """The pass's 8-byte digest, from its canonical bytes: its canary bucket and its id in the prediction log."""
-    return hashlib.blake2b(canonical, digest_size=8).digest()
+def pass_key(secret: str) -> bytes:
+    """The key pass digests are made with, from the pass-id secret (any length); b"" (unkeyed) for none."""
+    if not secret:
+        return b""
+    return hashlib.blake2b(secret.encode("utf-8"), digest_size=32, person=b"regno-pass-id").digest()
+
+
+def pass_digest(canonical: bytes, key: bytes) -> bytes:
+    """The pass's 8-byte digest, from its canonical bytes and pass_key: its canary bucket and its id.
+
+    Keyed, so that a pass id can only be learnt from an answer, never computed from a record: a label names
+    its pass by this id. The same record and key give the same digest (a resent pass keeps its id and model).
+    """
+    return hashlib.blake2b(canonical, digest_size=8, key=key).digest()
 
 
 def answer_salt(identities: bytes) -> bytes:
@@ -70,6 +81,6 @@ class Routing:
         bucket = int.from_bytes(digest, "big") / 2.0 ** 64
         return self.candidate if bucket < self.canary_share else self.current
 
-    def for_record(self, record: Record) -> ModelSlot:
-        """The model that answers this record (for_pass of its canonical bytes' digest)."""
-        return self.for_pass(pass_digest(canonical_bytes(record)))
+    def for_record(self, record: Record, key: bytes) -> ModelSlot:
+        """The model that answers this record (for_pass of its canonical bytes' digest with pass_key key)."""
+        return self.for_pass(pass_digest(canonical_bytes(record), key))

@@ -45,6 +45,8 @@ class ServiceState:
     shipper: Shipper | None = field(default=None, repr=False)
     #: The host's pass index, which labels are matched with; None when the prediction log is off.
     pass_index: PassIndex | None = field(default=None, repr=False)
+    #: The keys POST /reg/feedback takes (LABEL_API_KEYS); api_keys are the scoring keys.
+    label_keys: ApiKeys | None = field(default=None, repr=False)
     #: Watches MODELS_DIR's pointers (service/lifecycle/watcher.py); None with MODEL_PATH.
     watcher: object | None = field(default=None, repr=False)
     #: What the model syncer last did (service/lifecycle/source_status.py); None with MODEL_PATH.

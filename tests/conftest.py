@@ -21,6 +21,12 @@ from service import create_app
 
 CUSTOMER = Path(__file__).resolve().parents[2] / "shared" / "customer"
 API_KEY = "test-key"
+#: The tests' label key (LABEL_API_KEYS), named: POST /reg/feedback takes only label keys.
+LABEL_KEY_NAME, LABEL_KEY = "test-labeller", "test-label-key"
+#: The tests' pass-id secret (PASS_ID_SECRET): production settings with the prediction log need one.
+PASS_ID_SECRET = "test-pass-id-secret-0123456789"
+#: The environment a production gunicorn of the tests gets its keys and secret from.
+KEYS_ENV = {"API_KEYS": API_KEY, "LABEL_API_KEYS": f"{LABEL_KEY_NAME}:{LABEL_KEY}", "PASS_ID_SECRET": PASS_ID_SECRET}
 #: The contract's 41 features in the team's model order, written out so a change elsewhere shows here.
 TEAM_ORDER = [
     "afts_regno_ai_score", "direction", "recognition_accuracy", "max_sym_score", "min_sym_score",
@@ -56,6 +62,15 @@ def readme_curl() -> tuple[dict, dict]:
     shown = re.search(r"^```json\n(\{\"body\".*?)\n```", text, re.M | re.S)
     assert sent and shown, "the README lost its curl example or its answer"
     return json.loads(sent.group(1)), json.loads(shown.group(1))
+
+
+def with_pass_id_of(answer: dict, record: dict, secret: str) -> dict:
+    """The README's answer as a service with another PASS_ID_SECRET gives it: the same but for the pass id."""
+    from model.records import canonical_bytes, parse_record
+    from model.routing import pass_digest, pass_key
+
+    pass_id = pass_digest(canonical_bytes(parse_record(record)), pass_key(secret)).hex()
+    return {**answer, "body": {**answer["body"], "pass_id": pass_id}}
 
 
 #: A real redis-server on a free port for the whole session, and a client that empties it after each test.
@@ -137,8 +152,9 @@ def simulated_records() -> list[dict]:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    """Production settings with the bundled model and one test key."""
-    return Settings(env="production", model_path=BUNDLED_MODEL, api_keys=(API_KEY,))
+    """Production settings with the bundled model, one scoring key, one label key and a pass-id secret."""
+    return Settings(env="production", model_path=BUNDLED_MODEL, api_keys=(API_KEY,),
+                    label_api_keys=(f"{LABEL_KEY_NAME}:{LABEL_KEY}",), pass_id_secret=PASS_ID_SECRET)
 
 
 @pytest.fixture(scope="session")
@@ -170,6 +186,30 @@ class ApiClient:
             data = orjson.dumps(json)
         return self.client.post(path, data=data, headers=headers, content_type=content_type, **kwargs)
 
+    def label(self, json=None, key=LABEL_KEY, **kwargs):
+        """POST labels to /reg/feedback with the label key."""
+        return self.post("/reg/feedback", json=json, key=key, **kwargs)
+
     def get(self, path, **kwargs):
         """GET, with no key."""
         return self.client.get(path, **kwargs)
+
+
+def raw_http(url: str, request: bytes, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+    """Send request's bytes as they are to an http://host:port server; its answer's status, headers (names in lower
+    case) and body. What no HTTP client would send: a broken request line, control bytes, oversized headers."""
+    import socket
+
+    host, port = url.split("//")[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        try:
+            sock.sendall(request)
+        except OSError:  # the server may answer and close before it has read all of an oversized request
+            pass
+        stream = sock.makefile("rb")
+        status = int(stream.readline().split()[1])
+        headers = {}
+        while (line := stream.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return status, headers, stream.read(int(headers.get("content-length", 0)))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+from config import key_name
 from service import create_app
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, LABEL_KEY, LABEL_KEY_NAME
 
 
 def _lines(capfd) -> list[dict]:
@@ -50,3 +51,20 @@ def test_log_level_above_info_turns_access_lines_off(settings, capfd):
     response = app.test_client().get("/health/live")
     assert response.headers["X-Request-ID"]
     assert _lines(capfd) == []
+
+
+def test_the_line_names_the_key_never_the_key_itself(settings, tmp_path, capfd, record):
+    """The access line carries the name of the key presented (a label key's own, a bare scoring key's hash name)."""
+    app = create_app(replace(settings, prediction_log_dir=tmp_path))
+    client = app.test_client()
+    capfd.readouterr()
+    client.post("/reg/", json=record, headers={"x-api-key": API_KEY})
+    client.post("/reg/feedback", json={"pass_id": "ffffffffffffffff", "true_regno": "А1"},
+                headers={"x-api-key": LABEL_KEY})
+    client.post("/reg/feedback", json=[], headers={"x-api-key": API_KEY})  # a scoring key: 403, still named
+    client.get("/health/live")
+    err = capfd.readouterr().err
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith('{"ts"')]
+    assert [(line["status"], line["key"]) for line in lines] == [(200, key_name(API_KEY)), (422, LABEL_KEY_NAME),
+                                                                 (403, key_name(API_KEY)), (200, None)]
+    assert API_KEY not in err and LABEL_KEY not in err

@@ -5,12 +5,17 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from dataclasses import replace
+
 from config import Settings
 from model import BUNDLED_MODEL
+from model.engine import ScoringEngine
 from model.records import canonical_bytes, parse_record
-from model.routing import pass_digest
+from model.routing import ModelSlot, Routing, pass_digest, pass_key
+from model.scorer import Scorer
+from training.simulate import simulate_records
 from service import create_app
-from tests.conftest import API_KEY, ApiClient
+from tests.conftest import API_KEY, PASS_ID_SECRET, ApiClient
 
 
 def _body(response):
@@ -30,7 +35,7 @@ def test_score_answers_envelope(client, app, record):
     assert envelope["status"] == "ok"
     assert set(body) == {"positive", "negative", "regno", "source", "model", "pass_id"}
     assert body["positive"] + body["negative"] == pytest.approx(1.0)
-    assert body["pass_id"] == pass_digest(canonical_bytes(parse_record(record))).hex()
+    assert body["pass_id"] == pass_digest(canonical_bytes(parse_record(record)), pass_key(PASS_ID_SECRET)).hex()
     assert response.headers["X-Pass-Id"] == body["pass_id"]
     again = client.post(json=record)  # a remembered answer carries the same pass id
     assert again.headers["X-Cache"] == "hit-l1" and again.headers["X-Pass-Id"] == body["pass_id"]
@@ -203,3 +208,36 @@ def test_service_answers_after_bad_input(client, record):
     for _, make, _, _ in BAD_REQUESTS:
         client.post(**make(record))
     assert client.post(json=record).status_code == 200
+
+
+def test_pass_ids_are_keyed_with_the_secret(settings, record):
+    """A pass id depends on PASS_ID_SECRET, not on the record alone; a resent pass keeps its id, and replicas that
+    share the secret give the same one."""
+    canonical = canonical_bytes(parse_record(record))
+    first = ApiClient(create_app(settings).test_client())
+    replica = ApiClient(create_app(settings).test_client())
+    other = ApiClient(create_app(replace(settings, pass_id_secret="another-secret-of-enough-length")).test_client())
+    pass_id = first.post(json=record).get_json()["body"]["pass_id"]
+    resent = first.post(json=dict(reversed(list(record.items()))))  # the same pass, its fields in another order
+    assert resent.get_json()["body"]["pass_id"] == pass_id == replica.post(json=record).get_json()["body"]["pass_id"]
+    assert other.post(json=record).get_json()["body"]["pass_id"] != pass_id
+    assert pass_id != pass_digest(canonical, b"").hex()  # the unkeyed hash anyone could compute from the record
+    assert pass_digest(canonical, pass_key("another-secret-of-enough-length")) != pass_digest(canonical, b"")
+
+
+def test_canary_assignment_stays_sticky_under_the_secret():
+    """With a secret, each pass meets the same model every time and on every replica; another secret deals anew."""
+    scorer = Scorer.load(BUNDLED_MODEL)
+    current, candidate = ModelSlot.of(scorer, 8), ModelSlot.of(scorer, 8)
+    records = [parse_record(raw) for raw in simulate_records(200, seed=41)]
+    key = pass_key(PASS_ID_SECRET)
+
+    def arms(routing: Routing, key: bytes) -> list[str]:
+        return ["canary" if routing.for_record(record, key) is candidate else "current" for record in records]
+
+    dealt = arms(Routing(current, candidate, canary_share=0.5), key)
+    assert dealt == arms(Routing(current, candidate, canary_share=0.5), key)  # a new routing: a swap, a replica
+    assert 60 < dealt.count("canary") < 140
+    scored = ScoringEngine(0.5, pass_key=key).score(records, Routing(current, candidate, canary_share=0.5))
+    assert [result.arm for result in scored] == dealt  # the engine routes by the same keyed digest
+    assert arms(Routing(current, candidate, canary_share=0.5), pass_key("another-secret-of-enough-length")) != dealt

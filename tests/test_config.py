@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from config import DEVELOPMENT_KEY, Settings, SettingsError
+from config import (DEVELOPMENT_KEY, DEVELOPMENT_LABEL_KEY, DEVELOPMENT_PASS_ID_SECRET, Settings, SettingsError,
+                    key_name, named_keys)
 from model import BUNDLED_MODEL
 
 
@@ -89,9 +90,73 @@ def test_every_setting_has_a_variable_documented_in_the_readme():
     from dataclasses import fields
     from pathlib import Path
 
-    from config import _VARIABLES
+    from config import _VARIABLES, SECRET_VARIABLES
 
-    assert {field for field, _ in _VARIABLES.values()} | {"api_keys"} == {f.name for f in fields(Settings)}
+    secrets = {"api_keys", "label_api_keys", "pass_id_secret"}
+    assert {field for field, _ in _VARIABLES.values()} | secrets == {f.name for f in fields(Settings)}
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    for name in [*_VARIABLES, "API_KEYS", "API_KEYS_FILE"]:
+    for name in [*_VARIABLES, *SECRET_VARIABLES]:
         assert f"| `{name}` |" in readme, name
+
+
+SECRET = "a-pass-id-secret-long-enough"
+
+
+def test_keys_have_names_and_scopes(tmp_path):
+    """`name:key` entries name their key; a bare key is named by a hash of it; a key may not be in both scopes."""
+    labels = tmp_path / "labels"
+    labels.write_text("# the review desk\nreview-desk:label-secret\n")
+    settings = Settings.from_env({"API_KEYS": "gateway:score-secret, bare-key", "LABEL_API_KEYS_FILE": str(labels)})
+    assert named_keys(settings.api_keys, "API_KEYS") == (("gateway", "score-secret"),
+                                                         (key_name("bare-key"), "bare-key"))
+    assert named_keys(settings.label_api_keys, "LABEL_API_KEYS") == (("review-desk", "label-secret"),)
+    assert key_name("bare-key").startswith("key-") and len(key_name("bare-key")) == 12
+    settings.check()
+    with pytest.raises(SettingsError, match="both in API_KEYS and in LABEL_API_KEYS"):
+        Settings.from_env({"API_KEYS": "a:same-key", "LABEL_API_KEYS": "b:same-key"}).check()
+    with pytest.raises(SettingsError, match="LABEL_API_KEYS: entry 2") as caught:
+        Settings.from_env({"API_KEYS": "k", "LABEL_API_KEYS": "ok:k1,bad name:secret-part"}).check()
+    assert "secret-part" not in str(caught.value)  # a malformed entry may be a key: never echoed
+
+
+def test_development_label_key_only_in_development():
+    """Development mode falls back to a documented label key; production refuses it in either scope."""
+    development = Settings.from_env({"REGNO_ENV": "development"})
+    development.check()
+    assert development.effective_label_api_keys() == (DEVELOPMENT_LABEL_KEY,)
+    assert Settings.from_env({"API_KEYS": "k"}).effective_label_api_keys() == ()
+    for variable in ("LABEL_API_KEYS", "API_KEYS"):
+        with pytest.raises(SettingsError, match="not allowed outside development"):
+            Settings.from_env({"API_KEYS": "k", variable: f"desk:{DEVELOPMENT_LABEL_KEY}"}).check()
+
+
+def test_pass_id_secret_is_required_in_production_with_the_log(tmp_path):
+    """PREDICTION_LOG_DIR in production needs PASS_ID_SECRET (or its file), long enough and not development's own."""
+    logged = {"API_KEYS": "k", "PREDICTION_LOG_DIR": str(tmp_path)}
+    with pytest.raises(SettingsError, match="PREDICTION_LOG_DIR needs PASS_ID_SECRET") as caught:
+        Settings.from_env(logged).check()
+    assert "\n" not in str(caught.value)
+    Settings.from_env({"API_KEYS": "k"}).check()  # no log: no label can name a pass, ids stay unkeyed
+    assert Settings.from_env({"API_KEYS": "k"}).effective_pass_id_secret() == ""
+    Settings.from_env({**logged, "PASS_ID_SECRET": SECRET}).check()
+    secret_file = tmp_path / "pass-id-secret"
+    secret_file.write_text(SECRET + "\n")
+    from_file = Settings.from_env({**logged, "PASS_ID_SECRET_FILE": str(secret_file)})
+    assert from_file.pass_id_secret == SECRET and SECRET not in repr(from_file)
+    for environ, message in (({"PASS_ID_SECRET": "short"}, "at least 16"),
+                             ({"PASS_ID_SECRET": DEVELOPMENT_PASS_ID_SECRET}, "not allowed outside development"),
+                             ({"PASS_ID_SECRET_FILE": str(tmp_path / "missing")}, "PASS_ID_SECRET_FILE"),
+                             ({"PASS_ID_SECRET": SECRET, "PASS_ID_SECRET_FILE": str(secret_file)}, "not both")):
+        with pytest.raises(SettingsError, match=message):
+            Settings.from_env({**logged, **environ}).check()
+    development = Settings.from_env({"REGNO_ENV": "development", "PREDICTION_LOG_DIR": str(tmp_path)})
+    development.check()
+    assert development.effective_pass_id_secret() == DEVELOPMENT_PASS_ID_SECRET
+
+
+def test_label_clock_skew_is_a_setting():
+    """LABEL_CLOCK_SKEW_S: 300 s by default, any number of seconds from 0."""
+    assert Settings.from_env({}).label_clock_skew_s == 300.0
+    assert Settings.from_env({"LABEL_CLOCK_SKEW_S": "30"}).label_clock_skew_s == 30.0
+    with pytest.raises(SettingsError, match="LABEL_CLOCK_SKEW_S"):
+        Settings.from_env({"LABEL_CLOCK_SKEW_S": "-1"})

@@ -11,14 +11,15 @@ import numpy as np
 import orjson
 import pytest
 
+from config import DEVELOPMENT_KEY, Settings
 from loadtest.servers import ROOT
 from model import BUNDLED_MODEL
 from model.explain import explain, json_safe, ranked
 from model.records import canonical_bytes, parse_record
-from model.routing import pass_digest
+from model.routing import pass_digest, pass_key
 from model.scorer import PROBE_RECORD
 from service import create_app
-from tests.conftest import ApiClient, readme_curl
+from tests.conftest import PASS_ID_SECRET, ApiClient, readme_curl
 from tests.test_metrics import _samples
 from tests.test_model_swap import models_dir, second_model, with_candidate  # noqa: F401 - fixtures
 from tests.test_parity import team_scorer  # noqa: F401 - fixture
@@ -104,7 +105,7 @@ def test_answer_is_the_answer_reg_gives(client, record, simulated_records):
     for sent in [record, *simulated_records]:
         body = _explain(client, sent).get_json()["body"]
         assert {key: body[key] for key in ANSWER_KEYS} == client.post(json=sent).get_json()["body"]
-        assert body["pass_id"] == pass_digest(canonical_bytes(parse_record(sent))).hex()
+        assert body["pass_id"] == pass_digest(canonical_bytes(parse_record(sent)), pass_key(PASS_ID_SECRET)).hex()
 
 
 def test_threshold_decides_the_pick_as_on_reg(settings, record):
@@ -231,10 +232,12 @@ def test_helpers():
     assert ranked([0.1, -0.3, 0.0, 0.3, -0.1]) == [1, 3, 0, 4, 2]
 
 
-def test_the_readme_example_is_what_the_bundled_model_answers(client):
-    """The README's explain answer is the one the bundled model gives for the README's curl record, to the digit."""
+def test_the_readme_example_is_what_the_bundled_model_answers():
+    """The README's explain answer is the one `make run` (development mode: its documented key and pass-id secret)
+    gives with the bundled model for the README's curl record, to the digit."""
     record, _ = readme_curl()
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     shown = re.search(r"^```json\n(\{\"body\":\{[^\n]*\"raw_score\".*?)\n```", text, re.M | re.S)
     assert shown, "the README lost its explain answer"
-    assert _explain(client, record, "?top=3").get_json() == json.loads(shown.group(1))
+    client = ApiClient(create_app(Settings(env="development", model_path=BUNDLED_MODEL)).test_client())
+    assert _explain(client, record, "?top=3", key=DEVELOPMENT_KEY).get_json() == json.loads(shown.group(1))

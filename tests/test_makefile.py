@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
+import time
 
 import pytest
 import requests
 from catboost import CatBoostClassifier
 
-from config import DEVELOPMENT_KEY
+from config import DEVELOPMENT_KEY, DEVELOPMENT_LABEL_KEY
 from model import BUNDLED_MODEL
 from tests.conftest import readme_curl
-from loadtest.servers import children, free_port, service_env, start, stop, wait_for_workers, wait_until_ready
+from loadtest.servers import ROOT, children, free_port, service_env, start, stop, wait_for_workers, wait_until_ready
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
@@ -62,5 +65,41 @@ def test_environment_wins_over_make_run_defaults(tmp_path, record):
         assert response.json()["body"]["model"] == "from-the-environment"
         (gunicorn_master,) = children(server.process.pid)  # make's one child is gunicorn's master
         assert len(children(gunicorn_master)) == 3
+    finally:
+        stop(server)
+
+
+def readme_label() -> tuple[str, dict]:
+    """The key and the label the README's POST /reg/feedback example sends."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    sent = re.search(r"^curl -s http://127\.0\.0\.1:5000/reg/feedback .*?-H 'x-api-key: ([^']+)'.*?-d '(\{.*?\})'$",
+                     text, re.M | re.S)
+    assert sent, "the README lost its feedback example"
+    return sent.group(1), json.loads(sent.group(2))
+
+
+def test_make_run_takes_the_readme_label(tmp_path):
+    """With PREDICTION_LOG_DIR, make run answers the README's record with the README's pass id and takes the
+    README's label with its development label key; its scoring key may not label."""
+    record, answer = readme_curl()
+    key, label = readme_label()
+    assert key == DEVELOPMENT_LABEL_KEY and label["pass_id"] == answer["body"]["pass_id"]
+    port = free_port()
+    server = _make_run({"BIND": f"127.0.0.1:{port}", "WORKERS": "1", "PREDICTION_LOG_DIR": str(tmp_path / "log")},
+                       tmp_path / "log.txt", port)
+    try:
+        assert _record_post(server, record, DEVELOPMENT_KEY).json() == answer
+        deadline = time.monotonic() + 10
+        while True:  # the log's writer indexes the pass within 50 ms
+            taken = requests.post(f"{server.base_url}/reg/feedback", json=label, headers={"x-api-key": key},
+                                  timeout=5)
+            if taken.status_code != 422 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert taken.status_code == 200, taken.text
+        assert taken.json()["body"]["results"][0]["pass_id"] == label["pass_id"]
+        refused = requests.post(f"{server.base_url}/reg/feedback", json=label,
+                                headers={"x-api-key": DEVELOPMENT_KEY}, timeout=5)
+        assert refused.status_code == 403
     finally:
         stop(server)

@@ -170,7 +170,8 @@ def test_shadow_scores_after_the_answer_is_sent(with_candidate, monkeypatch):
     candidate = state.routing.candidate.scorer
     slow = candidate.predict_vectors
     monkeypatch.setattr(candidate, "predict_vectors", lambda vectors: time.sleep(0.3) or slow(vectors))
-    records = [r for r in simulate_records(40, seed=32) if state.routing.for_record(parse_record(r)) is state.routing.current]
+    records = [r for r in simulate_records(40, seed=32)
+               if state.routing.for_record(parse_record(r), state.engine.pass_key) is state.routing.current]
     for record in records[:5]:
         body = orjson.dumps(record)
         environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/reg/", "CONTENT_TYPE": "application/json",
@@ -252,7 +253,7 @@ def test_openapi_example_follows_a_swap(settings, models_dir):
 
 def test_regno_score_takes_the_model_the_service_serves(settings, models_dir, tmp_path):
     """With MODELS_DIR set, regno-score scores with its current model, not MODEL_PATH's, exactly as /reg/ does."""
-    from loadtest.bench_score_file import REGNO_SCORE, write_records
+    from loadtest.bench.score_file import REGNO_SCORE, write_records
     from tests.conftest import read_csv
     from training.simulate import simulate_records
 

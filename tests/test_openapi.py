@@ -19,7 +19,7 @@ from openapi_spec_validator import validate
 from model.record_schema import record_schema
 from model.records import FIELDS, RecordError, parse_record
 from service import create_app
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, KEYS_ENV
 from loadtest.servers import gunicorn
 
 RECORD_SCHEMA = record_schema()
@@ -37,8 +37,12 @@ def test_document_is_valid_openapi(app, client):
     validate(document)
     rules = {rule.rule for rule in app.url_map.iter_rules()} - {"/docs/static/<path:filename>", "/reg"}
     assert set(document["paths"]) == rules
-    assert document["components"]["securitySchemes"]["apiKey"] == {"type": "apiKey", "in": "header",
-                                                                   "name": "x-api-key"}
+    schemes = document["components"]["securitySchemes"]
+    for scheme in ("apiKey", "labelKey"):  # scoring keys and label keys, in the same header
+        assert {name: schemes[scheme][name] for name in ("type", "in", "name")} == {"type": "apiKey", "in": "header",
+                                                                                  "name": "x-api-key"}
+    assert document["paths"]["/reg/feedback"]["post"]["security"] == [{"labelKey": []}]
+    assert "403" in document["paths"]["/reg/feedback"]["post"]["responses"]
 
 
 def test_debug_route_is_documented_when_served(settings):
@@ -47,7 +51,7 @@ def test_debug_route_is_documented_when_served(settings):
     document = app.test_client().get("/openapi.json").get_json()
     validate(document)
     assert "/debug/sentry" in {rule.rule for rule in app.url_map.iter_rules()}
-    assert set(document["paths"]["/debug/sentry"]["post"]["responses"]) == {"500", "400", "413", "415", "401"}
+    assert set(document["paths"]["/debug/sentry"]["post"]["responses"]) == {"500", "400", "413", "415", "401", "403"}
 
 
 def test_document_examples_are_real_answers(client):
@@ -131,7 +135,8 @@ EXCLUDED_CHECKS = "positive_data_acceptance"
 def test_schemathesis_finds_nothing_against_live_gunicorn(tmp_path):
     """schemathesis' CLI, from /openapi.json, against a real 2-worker gunicorn: a bounded, seeded run, no failure."""
     # With the prediction log on, so POST /reg/feedback is reached (without it, it is a 404).
-    environment = {"API_KEYS": API_KEY, "PREDICTION_LOG_DIR": str(tmp_path / "log")}
+    # Its key is a scoring key: POST /reg/feedback answers it 403, as documented.
+    environment = {**KEYS_ENV, "PREDICTION_LOG_DIR": str(tmp_path / "log")}
     with gunicorn(environment, tmp_path / "gunicorn.log", workers=2) as server:
         paths = requests.get(f"{server.base_url}/openapi.json", timeout=10).json()["paths"]
         # Every operation but GET /openapi.json: schemathesis leaves out the document it was loaded from.

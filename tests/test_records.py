@@ -129,3 +129,21 @@ def test_finite_check_covers_every_score(record):
     numbers = [parsed.recognition_accuracy, parsed.afts_regno_ai_score, *parsed.afts_regno_ai_char_scores,
                *parsed.afts_regno_ai_length_scores]
     assert all(math.isfinite(number) for number in numbers)
+
+
+#: Characters that make a plate look like another one: bidi overrides and isolates, marks, zero-width and
+#: other format characters, C1 controls; one beyond the Basic Multilingual Plane (a tag character).
+DECEIVING = ["\u202e", "\u202a", "\u2066", "\u2069", "\u200e", "\u200f", "\u061c", "\u200b", "\u2060", "\ufeff",
+             "\u00ad", "\x85", "\x9b", "\U000e0041"]
+
+
+@pytest.mark.parametrize("field", ["regno_recognize", "afts_regno_ai"])
+@pytest.mark.parametrize("char", DECEIVING, ids=[f"U+{ord(char):04X}" for char in DECEIVING])
+def test_plates_refuse_control_and_format_characters(client, record, field, char):
+    """A plate holding a control or format (bidi) character gets 400 naming its field, from the API too."""
+    bad = dict(record, **{field: record[field][:3] + char + record[field][3:]})
+    with pytest.raises(RecordError, match=f"^{field}: must not contain"):
+        parse_record(bad)
+    response = client.post(json=bad)
+    assert response.status_code == 400 and response.get_json()["status"] == "fail"
+    assert response.get_json()["body"].startswith(f"{field}: must not contain")

@@ -25,6 +25,7 @@ from service.report.data import anchor, top_shifts
 from service.report.main import default_out, main, window_of
 from service.report.references import NO_PROFILE, References, parse_model_option
 from service.report.verdict import MIN_PASSES, Paired, mcnemar_p, percent, verdict
+from tests.conftest import LABEL_KEY
 from tests.test_model_swap import second_model  # noqa: F401 - fixture
 
 #: What every page has: the summary, its verdicts and table, the candidates, the arms, the drift.
@@ -241,7 +242,7 @@ def test_one_model_without_labels_then_with_one_class_only(settings, tmp_path, c
     assert len(IMAGE.findall(unlabelled)) == 1 and "<b>1</b><span>rows refused by validation" in unlabelled
     right = [{"pass_id": answer["pass_id"], "true_regno": p.plate} for p, answer in zip(passes, answers)
              if p.record["afts_regno_ai"] == p.plate]
-    assert post_closed(client, "/reg/feedback", right, key)[0] == 200
+    assert post_closed(client, "/reg/feedback", right, LABEL_KEY)[0] == 200
     flush_log(state)
     state.shipper.ship_once()
     assert main(["--dir", str(root), "-o", str(out), "--day", "today"]) == 0
@@ -316,3 +317,40 @@ def test_the_template_ships_in_the_wheel():
     setup = (Path(__file__).resolve().parents[1] / "setup.cfg").read_text(encoding="utf-8")
     assert re.search(r"^service\.report = templates/\*\.j2$", setup, re.M)
     assert "regno-report = service.report.main:main" in setup
+
+
+def test_logs_written_before_the_key_columns_still_read_and_report(settings, tmp_path):
+    """Parquet files from before key_name, label_id, corrects and scored_by read as null there (regno-log's views),
+    beside newer files; the report takes a correction of such a label, and the corrected truth."""
+    import pyarrow.parquet as pq
+
+    from service.predictions.query import connect, rows
+    from training.simulate import simulate
+
+    app = create_app(replace(settings, prediction_log_dir=tmp_path / "log", log_level="WARNING"))
+    state, client = app.extensions["regno"], app.test_client()
+    passes = simulate(12, seed=8)
+    answers = [post_closed(client, "/reg/", p.record, settings.api_keys[0])[1]["body"] for p in passes]
+    flush_log(state)
+    wrong = [{"pass_id": answer["pass_id"], "true_regno": "Ж000ЖЖ00"} for answer in answers]
+    assert post_closed(client, "/reg/feedback", wrong, LABEL_KEY)[0] == 200
+    flush_log(state)
+    state.shipper.ship_once()
+    root = tmp_path / "log" / "parquet"
+    added = {"key_name", "label_id", "corrects", "scored_by"}
+    for path in root.rglob("*.parquet"):  # as an older version wrote them
+        table = pq.read_table(path)
+        pq.write_table(table.drop_columns([name for name in table.column_names if name in added]), path)
+    old = rows(connect(root), "SELECT key_name, label_id, corrects, scored_by FROM labels")
+    assert len(old) == 12 and all(value is None for row in old for value in row.values())
+    assert rows(connect(root), "SELECT count(*) AS n FROM predictions WHERE key_name IS NULL")[0]["n"] == 12
+    right = [{"pass_id": answer["pass_id"], "true_regno": answer["regno"], "correction": True} for answer in answers]
+    assert post_closed(client, "/reg/feedback", right, LABEL_KEY)[0] == 200
+    flush_log(state)
+    state.shipper.ship_once()
+    mixed = rows(connect(root), "SELECT count(*) AS n, count(corrects) AS corrections FROM labels")[0]
+    assert mixed == {"n": 24, "corrections": 12}
+    out = tmp_path / "report.html"
+    assert main(["--dir", str(root), "-o", str(out), "--day", "today"]) == 0
+    cells = _parsed(out.read_text(encoding="utf-8")).rows["summary-regno-sim-1-current"]
+    assert (cells[6], cells[7]) == ("12", "100.0% 12 / 12")  # each pass once; every pick right, as corrected

@@ -25,7 +25,8 @@ from loadtest.load_summary import summarize
 from loadtest.servers import ROOT, serve
 
 KEY = "bench-containers-key"
-SETTINGS = {"API_KEYS": KEY, "LOAD_API_KEY": KEY, "GRAFANA_ADMIN_PASSWORD": "unused-here"}
+SETTINGS = {"API_KEYS": KEY, "LOAD_API_KEY": KEY, "GRAFANA_ADMIN_PASSWORD": "unused-here",
+            "PASS_ID_SECRET": "bench-containers-pass-id-secret"}
 
 
 def host_locust(host: str, rate: float, users: int, seconds: float, folder: Path, name: str) -> dict:

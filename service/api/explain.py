@@ -46,7 +46,7 @@ def explain_one():
     routing = state.routing  # read once: the answer and its explanation come from one model, even across a swap
     record = parse_record(decode_json_object(read_json_body(request)))
     remember_plates(record.regno_recognize, record.afts_regno_ai)
-    digest = pass_digest(canonical_bytes(record))
+    digest = pass_digest(canonical_bytes(record), state.engine.pass_key)  # the id /reg/ gives the same record
     slot = routing.for_pass(digest)
     top = parse_top(request.args.get("top"), len(slot.scorer.feature_names))
     explanation = explain(slot.scorer, record, top)

@@ -44,6 +44,7 @@ def build(settings: Settings, model_version: str, answer_example: dict) -> dict:
     """The whole document for an app with these settings; answer_example is the model's answer to PROBE_RECORD."""
     bad_record = {**PROBE_RECORD, "direction": 7}
     key_failures = {"401": _fail("no API key, or one that is not accepted")}
+    scoring_key_failures = {**key_failures, "403": _fail("a label key: label keys do not score")}
     body_failures = {
         "400": _fail("the body is not JSON of the expected shape, or a record field is wrong (the message names it)"),
         "413": _fail("the body is larger than the limit"),
@@ -77,7 +78,7 @@ def build(settings: Settings, model_version: str, answer_example: dict) -> dict:
                                                                         "enum": ["hit-l1", "hit-l2", "miss"]}},
                                   "X-Pass-Id": {"description": "the pass id, as in the body",
                                                 "schema": {"type": "string"}}}),
-                    **body_failures, **key_failures,
+                    **body_failures, **scoring_key_failures,
                 },
             }},
             "/reg/batch": {"post": {
@@ -96,7 +97,7 @@ def build(settings: Settings, model_version: str, answer_example: dict) -> dict:
                                            "ok"), "one result per record, in order",
                                  {"body": [answer_example, {"error": "direction: must be 0 or 1, got 7", "index": 1}],
                                   "status": "ok"}, _REQUEST_ID),
-                    **body_failures, **key_failures,
+                    **body_failures, **scoring_key_failures,
                 },
             }},
             "/reg/explain": {"post": {
@@ -118,17 +119,19 @@ def build(settings: Settings, model_version: str, answer_example: dict) -> dict:
                     **body_failures,
                     "400": _fail("the body is not a JSON object, a record field is wrong (the message names it), "
                                  "or top is out of range"),
-                    **key_failures,
+                    **scoring_key_failures,
                 },
             }},
             "/reg/feedback": {"post": {
-                **scoring,
+                "security": [{"labelKey": []}], "tags": ["labels"],
                 "operationId": "feedback",
                 "summary": "Send the true plates of answered passes (labels)",
-                "description": f"One label, an array of them, or {{\"labels\": [...]}}; at most "
-                               f"{settings.batch_request_max_records} labels. One result per label, in order: "
-                               "accepted, or rejected with the reason (malformed, unknown_pass, ambiguous, duplicate, "
-                               "not_stored: send it again). Needs the prediction log (PREDICTION_LOG_DIR).",
+                "description": f"Needs a label key (LABEL_API_KEYS): a scoring key gets 403. One label, an array of "
+                               f"them, or {{\"labels\": [...]}}; at most {settings.batch_request_max_records} "
+                               "labels. One result per label, in order: accepted (a correction, \"correction\": "
+                               "true, names the label it replaced in corrects), or rejected with the reason "
+                               "(malformed, unknown_pass, ambiguous, duplicate, uncorrectable, not_stored: send it "
+                               "again). Needs the prediction log (PREDICTION_LOG_DIR).",
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"anyOf": [_ref("Label"), {"type": "array", "items": {}}, {
                         "type": "object", "required": ["labels"],
@@ -142,7 +145,9 @@ def build(settings: Settings, model_version: str, answer_example: dict) -> dict:
                         "one result per label, in order", headers=_REQUEST_ID),
                     "404": _fail("the prediction log is off: labels have nothing to join"),
                     "422": _fail("one label whose pass is unknown (never answered, sampled out or too old)"),
-                    "409": _fail("one label whose pass is already labelled, or a request id of several passes"),
+                    "409": _fail("one label whose pass is already labelled, a correction of a pass with no label, "
+                                 "or a request id of several passes"),
+                    "403": _fail("a scoring key, not a label key (or no label key is configured)"),
                     "503": _fail("one label the log could not queue: send it again"),
                     **body_failures, **key_failures,
                 },
@@ -172,7 +177,10 @@ def build(settings: Settings, model_version: str, answer_example: dict) -> dict:
                               **(key_failures if settings.metrics_require_key else {})}}},
         },
         "components": {
-            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
+            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key",
+                                           "description": "a scoring key (API_KEYS)"},
+                                "labelKey": {"type": "apiKey", "in": "header", "name": "x-api-key",
+                                             "description": "a label key (LABEL_API_KEYS): labels only"}},
             "schemas": {
                 "Record": {**record_schema(), "example": PROBE_RECORD},
                 # The record limit is in the description, not maxItems: past it the answer is 413, which JSON
@@ -189,7 +197,8 @@ def build(settings: Settings, model_version: str, answer_example: dict) -> dict:
                     "source": {"type": "string", "enum": ["afts_regno_ai", "regno_recognize"]},
                     "model": {"type": "string", "description": "version of the model that answered"},
                     "pass_id": {"type": "string", "pattern": "^[0-9a-f]{16}$",
-                                "description": "the pass's id (a hash of the record): labels name the pass by it"},
+                                "description": "the pass's id (a keyed hash of the record): labels name the pass "
+                                               "by it"},
                 }),
                 "Explanation": {"allOf": [_ref("Answer"), _object({
                     "raw_score": {"type": "number", "description": "log-odds of positive"},
@@ -213,16 +222,18 @@ def build(settings: Settings, model_version: str, answer_example: dict) -> dict:
                     "source": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$",
                                "description": "where the truth came from: manual_review, dispute, ..."},
                     "labelled_at": {"type": "string", "pattern": f"^{TIMESTAMP_PATTERN}$",
-                                    "description": "when the truth was found (UTC unless it has "
-                                                                     "an offset)"}}},
+                                    "description": "when the truth was found (UTC unless it has an offset); not "
+                                                   "in the future, nor before the pass (LABEL_CLOCK_SKEW_S allowed)"},
+                    "correction": {"type": "boolean", "description": "true replaces the label the pass has; "
+                                                                     "without it, a second label is a duplicate"}}},
                 "LabelResult": {"type": "object", "required": ["index", "status"], "properties": {
                     "index": {"type": "integer", "minimum": 0},
                     "status": {"type": "string", "enum": ["accepted", "rejected"]},
                     "pass_id": _string(), "model": _string(), "arm": _string(),
-                    "label": {"type": "boolean", "description": "the AI's plate is the true plate"},
-                    "pick_correct": {"type": "boolean", "description": "the picked plate is the true plate"},
+                    "label_id": {"type": "string", "description": "the stored label's id"},
+                    "corrects": {"type": "string", "description": "a correction: the id of the label it replaced"},
                     "error": {"type": "string", "enum": ["malformed", "unknown_pass", "ambiguous", "duplicate",
-                                                        "not_stored"]},
+                                                        "uncorrectable", "not_stored"]},
                     "message": _string()}},
                 "RecordError": _object({"error": {"type": "string", "description": "the field and its problem"},
                                         "index": {"type": "integer", "minimum": 0}}),
@@ -242,7 +253,7 @@ def build(settings: Settings, model_version: str, answer_example: dict) -> dict:
             "summary": "Fail on purpose with a record's plates in the error, to check Sentry gets it scrubbed",
             "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Record")}}},
             "responses": {"500": _fail("always, after reporting the error to Sentry"), **body_failures,
-                          **key_failures}}}
+                          **scoring_key_failures}}}
     return document
 
 

@@ -26,8 +26,9 @@ bp = Blueprint("scoring", __name__, url_prefix="/reg")
 
 @bp.before_request
 def require_api_key() -> None:
-    """Every scoring request needs a key."""
-    service_state(current_app).api_keys.require()
+    """Every scoring request needs a scoring key; a label key gets 403 (it labels, never scores)."""
+    state = service_state(current_app)
+    state.api_keys.require(other=state.label_keys)
 
 
 @bp.errorhandler(RecordError)
@@ -99,11 +100,13 @@ def score_records(state: ServiceState, raws: list) -> list[dict]:
     for (index, record), result in zip(valid, scored):
         results[index] = result.answer()
     if state.prediction_log is not None:
-        context = unproxied(g)
-        for (_, record), result in zip(valid, scored):
-            _log(state, context, result, record, endpoint="batch")
-        for error in errors.values():
-            log_failure(state, error, endpoint="batch")
+        request_id, latency_ms, key_name = g.request_id, _elapsed_ms(), getattr(g, "key_name", None)
+        # A batch may wait (bounded) for room in the journal rather than drop rows; /reg/'s rows never wait.
+        state.prediction_log.log_batch(
+            [scored_row(request_id, "batch", result, record, latency_ms, None, key_name)
+             for (_, record), result in zip(valid, scored)]
+            + [failed_row(request_id, "batch", error.field, error.problem, latency_ms, key_name)
+               for error in errors.values()])
     return results
 
 
@@ -121,7 +124,8 @@ def _after_answer(state: ServiceState, routing, record: Record, result: Scored, 
 def log_failure(state: ServiceState, error: RecordError, endpoint: str = "reg") -> None:
     """Log a pass that failed validation, with the field at fault (when the prediction log is on)."""
     if state.prediction_log is not None:
-        state.prediction_log.log(failed_row(g.request_id, endpoint, error.field, error.problem, _elapsed_ms()))
+        state.prediction_log.log(failed_row(g.request_id, endpoint, error.field, error.problem, _elapsed_ms(),
+                                            getattr(g, "key_name", None)))
 
 
 def _log(state: ServiceState, context, result: Scored, record: Record, shadow: Scored | None = None,
@@ -132,7 +136,8 @@ def _log(state: ServiceState, context, result: Scored, record: Record, shadow: S
     """
     if state.prediction_log is not None:
         latency_ms = _elapsed_ms() if latency_ms is None else latency_ms
-        state.prediction_log.log(scored_row(context.request_id, endpoint, result, record, latency_ms, shadow))
+        state.prediction_log.log(scored_row(context.request_id, endpoint, result, record, latency_ms, shadow,
+                                            getattr(context, "key_name", None)))
 
 
 def _elapsed_ms() -> float:

@@ -1,4 +1,5 @@
-"""One JSON line per request on stderr: time, method, endpoint, status, duration, cache result, request id, client."""
+"""One JSON line per request on stderr: time, method, endpoint, status, duration, cache result, request id, client,
+and the name of the API key it presented (service/http/auth.py; never the key itself)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from service.http.auth import environ_key
 from service.internals import unproxied
 
 HEADER = "X-Request-ID"
-# A caller's request id is echoed only when it is short and plain, so logs cannot be forged through it.
-_SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+#: A caller's request id is echoed only when it is short and plain, so logs cannot be forged through it; the proxy
+#: applies the same rule (service/proxy/nginx_config.py renders it into nginx.conf).
+SAFE_ID_PATTERN = r"[A-Za-z0-9._:-]{1,64}"
+_SAFE_ID = re.compile(SAFE_ID_PATTERN)
 
 
 #: The request id header as WSGI names it; read from the environ, which is cheaper than request.headers.
@@ -52,6 +55,8 @@ def _line(response: Response) -> bytes:
         "request_id": context.request_id,
         # The real client's address behind the proxy (ProxyFix); the caller's own without one.
         "client": current.remote_addr,
+        # Whose key it was: its name from API_KEYS or LABEL_API_KEYS; None when no known key was presented.
+        "key": getattr(context, "key_name", None),
     }, option=orjson.OPT_APPEND_NEWLINE)
 
 

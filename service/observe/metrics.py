@@ -5,13 +5,13 @@ from __future__ import annotations
 import functools
 import time
 from collections import Counter as Tally
+from typing import Callable
 
 from flask import Flask, Response, g, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_flask_exporter import PrometheusMetrics
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
-from config import Settings
 from model.engine import ORIGINS, Scored
 from model.scorer import Scorer
 from model.verify import REASONS as REFUSAL_REASONS
@@ -27,12 +27,16 @@ STEP_BUCKETS = (0.00002, 0.00005, 0.0001, 0.0002, 0.0003, 0.0005, 0.00075, 0.001
 SCORE_BUCKETS = tuple(round(0.05 * step, 2) for step in range(1, 21))
 #: Buckets of the score difference between the candidate and the current model.
 DIFFERENCE_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+#: Buckets of a batch's wait for room in the prediction log's journal, in seconds (PREDICTION_LOG_BATCH_WAIT_S at most).
+LOG_WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: Redis breaker states as gauge values; -1 when no Redis is configured.
 BREAKER_CODES = {"off": -1, "closed": 0, "half-open": 1, "open": 2}
 #: Label values exported at 0 from the start, so queries and alerts see the series before the first event.
 CACHE_RESULTS = tuple(origin.metric for origin in ORIGINS)
 #: The outcomes of a prediction-log row, exported at 0 from the start.
 LOG_OUTCOMES = ("logged", "sampled_out", "dropped_queue_full", "dropped_spool_full")
+#: The `measure` label of regno_quality_retracted_total: one per quality counter, as a verdict holds them.
+QUALITY_MEASURES = ("labelled", "pick_correct", "camera_correct", "ai_correct", "model_correct", "log_loss")
 
 
 
@@ -92,6 +96,9 @@ class ServiceMetrics:
         self.log_ship_failures = Counter("regno_prediction_log_ship_failures_total",
                                          "Tries to ship a segment that failed (it stays in the spool)",
                                          registry=registry)
+        self.log_waits = Histogram("regno_prediction_log_wait_seconds", "Waits of a batch's row or a label for room in "
+                                   "its worker's journal (/reg/ never waits)", buckets=LOG_WAIT_BUCKETS,
+                                   registry=registry)
         self.log_spool_bytes = Gauge("regno_prediction_log_spool_bytes", "Bytes of unshipped segments in the spool",
                                      multiprocess_mode="livemax", registry=registry)
         self.log_segments_waiting = Gauge("regno_prediction_log_segments_waiting", "Sealed segments waiting to ship",
@@ -115,6 +122,11 @@ class ServiceMetrics:
                                              "PICK_THRESHOLD agrees with the label", quality, registry=registry)
         self.quality_log_loss = Counter("regno_quality_log_loss", "Sum of the labelled passes' log-loss", quality,
                                         registry=registry)
+        # Counters only go up: a correction counts the replaced label's verdict here, and every quality query
+        # subtracts it (deploy/prometheus/alerts.yml's recording rules), so a pass's final label counts once.
+        self.quality_retracted = Counter("regno_quality_retracted_total", "Verdicts that corrections took back, by "
+                                         "the regno_quality_<measure>_total they were counted in: subtract them",
+                                         [*quality, "measure"], registry=registry)
         self.quality_floor = Gauge("regno_quality_pick_accuracy_floor", "QUALITY_PICK_ACCURACY_FLOOR: the alert's "
                                    "floor for the last hour's pick accuracy", multiprocess_mode="livemax",
                                    registry=registry)
@@ -220,6 +232,10 @@ class ServiceMetrics:
         """Shipping a segment failed."""
         self.log_ship_failures.inc()
 
+    def log_waited(self, seconds: float) -> None:
+        """A batch's row or a label waited seconds for room in the journal."""
+        self.log_waits.observe(seconds)
+
     def log_spool(self, spool_bytes: int, waiting: int, oldest_s: float) -> None:
         """The spool's state, as the shipper last saw it."""
         self.log_spool_bytes.set(spool_bytes)
@@ -245,6 +261,8 @@ class ServiceMetrics:
                 children = self._judged[key] = tuple(counter.labels(*key) for counter in (
                     self.quality_labelled, self.quality_pick_correct, self.quality_camera_correct,
                     self.quality_ai_correct, self.quality_model_correct, self.quality_log_loss))
+                for measure in QUALITY_MEASURES:  # at 0 beside them, so the queries that subtract have a series
+                    self.quality_retracted.labels(*key, measure).inc(0)
             labelled, pick, camera, ai, model, loss = children
             labelled.inc()
             pick.inc(verdict.pick_correct)
@@ -252,6 +270,15 @@ class ServiceMetrics:
             ai.inc(verdict.ai_correct)
             model.inc(verdict.model_correct)
             loss.inc(verdict.log_loss)
+
+    def retracted(self, verdicts: list) -> None:
+        """Count the verdicts of a label a correction replaced, measure by measure, as judged counted them."""
+        for verdict in verdicts:
+            key = (verdict.model, verdict.arm)
+            for measure, amount in zip(QUALITY_MEASURES, (1, verdict.pick_correct, verdict.camera_correct,
+                                                          verdict.ai_correct, verdict.model_correct,
+                                                          verdict.log_loss)):
+                self.quality_retracted.labels(*key, measure).inc(amount)
 
     def rejected(self, failures: dict[str, int]) -> None:
         """Count rejected records by the field at fault."""
@@ -306,14 +333,17 @@ class HttpMetrics:
         return response
 
 
-def init_metrics(app: Flask, settings: Settings, require_key, multiprocess: bool) -> ServiceMetrics:
-    """Serve /metrics (all the workers' together when multiprocess), record HTTP metrics, create the service metrics."""
+def init_metrics(app: Flask, guard: Callable[[], None], multiprocess: bool) -> ServiceMetrics:
+    """Serve /metrics (all the workers' together when multiprocess), record HTTP metrics, create the service metrics.
+
+    guard runs before each scrape and raises to refuse it (who may read /metrics: service/http/exposure.py).
+    """
     registry = CollectorRegistry()
     exporter_class = GunicornInternalPrometheusMetrics if multiprocess else PrometheusMetrics
     exporter = exporter_class.for_app_factory(
         registry=registry,
         export_defaults=False,  # HttpMetrics records them, cheaper; see its docstring
-        metrics_decorator=_unrecorded(_with_key(require_key) if settings.metrics_require_key else None),
+        metrics_decorator=_unrecorded(_guarded(guard)),
     )
     exporter.init_app(app)
     app.after_request(HttpMetrics(registry).finished)
@@ -333,12 +363,12 @@ def _unrecorded(decorator):
     return decorate
 
 
-def _with_key(require_key):
-    """A decorator that runs the API-key check before the metrics view."""
+def _guarded(guard):
+    """A decorator that runs guard before the metrics view."""
     def decorate(view):
         @functools.wraps(view)
         def guarded(*args, **kwargs):
-            require_key()
+            guard()
             return view(*args, **kwargs)
 
         return guarded

@@ -6,9 +6,10 @@
     regno-log retention
 
 `predictions` is a view over PREDICTION_LOG_PARQUET_DIR (or PREDICTION_LOG_DIR/parquet, or --dir) with
-the day partition as a column, and `labels` one over its labels/ folder (POST /reg/feedback). Rows are
-printed as JSON lines. Exit status 2 when the folder or the query is unusable, with one line saying why, and
-when the `log` extra (DuckDB and pyarrow) is not installed.
+the day partition as a column, and `labels` one over its labels/ folder (POST /reg/feedback); files written
+before a column was added read as null in it. Rows are printed as JSON lines. Exit status 2 when the folder
+or the query is unusable, with one line saying why, and when the `log` extra (DuckDB and pyarrow) is not
+installed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import orjson
 from config import Settings, SettingsError
 from config.extras import missing
 from service.predictions.parquet_store import parquet_glob, remove_expired
-from service.predictions.rows import LABELS, PREDICTIONS
+from service.predictions.rows import LABELS, PREDICTIONS, Table
 
 #: "Passes like this one": the same camera and the same plate templates, on the given day.
 DECIDED_SQL = """
@@ -38,6 +39,19 @@ GROUP BY source ORDER BY source
 """
 
 
+#: DuckDB's type of each Arrow type name of rows.Table (string when not named).
+_DUCKDB_TYPES = {"timestamp": "TIMESTAMPTZ", "float64": "DOUBLE", "int8": "TINYINT", "bool": "BOOLEAN",
+                 "float64_list": "DOUBLE[]"}
+
+
+def _absent_columns(connection, source: str, table: Table) -> str:
+    """`, NULL::type AS name` for each of the table's columns its files lack (all written before it was added)."""
+    present = {row[0] for row in connection.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    types = dict(table.types)
+    return "".join(f", NULL::{_DUCKDB_TYPES.get(types.get(name), 'VARCHAR')} AS {name}"
+                   for name in table.columns if name not in present)
+
+
 def connect(root: Path):
     """A DuckDB connection in memory with the views `predictions` and `labels` over the Parquet files under root."""
     import duckdb  # the `log` extra: the service itself never queries its log
@@ -49,8 +63,9 @@ def connect(root: Path):
         pattern = parquet_glob(root, table)
         if table is PREDICTIONS or any(Path(pattern).parent.parent.glob("day=*/*.parquet")):
             quoted = pattern.replace("'", "''")
-            connection.execute(f"CREATE VIEW {table.name} AS SELECT * FROM read_parquet('{quoted}', "
-                               "hive_partitioning = true, union_by_name = true)")
+            source = f"read_parquet('{quoted}', hive_partitioning = true, union_by_name = true)"
+            connection.execute(f"CREATE VIEW {table.name} AS SELECT *{_absent_columns(connection, source, table)} "
+                               f"FROM {source}")
         else:  # no label yet: an empty table of the same columns, so queries that join labels still run
             empty = table.arrow_table([])
             connection.execute(f"CREATE TABLE {table.name} AS SELECT *, NULL::VARCHAR AS day FROM empty")

@@ -3,6 +3,7 @@
 A row is a tuple while it travels (cheap to build on the request path); the writer serializes it as
 one JSON array per line, and the shipper turns lines into Arrow tables. A label row starts with
 LABEL_TAG, so both kinds share one journal, spool, shipper and sink, and a label is as durable as a row.
+New columns go at the end: a row written before one was added is shorter, and reads as null there.
 """
 
 from __future__ import annotations
@@ -11,11 +12,22 @@ import time
 from dataclasses import dataclass
 
 from model.engine import Scored
-from model.records import FIELDS, Record
+from model.records import FIELDS, MAX_LABEL_CHARS, MAX_LIST_CHARS, MAX_PLATE_CHARS, Record
 
 #: The first element of a label's line; a prediction row's first element is its time, a number.
 LABEL_TAG = "label"
 _EMPTY_RECORD = (None,) * len(FIELDS)
+#: Most bytes of JSON a line takes beside its record's fields: the time, the ids, the endpoint, model versions of
+#: up to 255 bytes, the picked plate, the scores, the cache, the latency, a failure's field and message (which
+#: quotes 40 characters at most); a label's line, with its pass's facts, takes less.
+ROW_COLUMNS_BYTES = 2048
+#: Most bytes of JSON a valid record's fields take in a line: a score list of MAX_LIST_CHARS becomes at most
+#: 3.8 times longer ("1e15," is written "1000000000000000.0,"), a plate's character at most 4 bytes of UTF-8, a
+#: camera's 6 (a control character's \u escape); the time, two numbers and the commas take under 256.
+RECORD_MAX_BYTES = 2 * 4 * MAX_LIST_CHARS + 2 * 4 * MAX_PLATE_CHARS + 2 * 6 * MAX_LABEL_CHARS + 256
+#: A record's fields take at most this many times more bytes in its line than in a request body (the same
+#: score lists again; the body also spells out every field's name, which the line does not).
+RECORD_EXPANSION = 4
 
 
 @dataclass(frozen=True)
@@ -43,7 +55,9 @@ class Table:
         import pyarrow as pa
 
         schema = self.arrow_schema()
-        columns = list(zip(*rows)) if rows else [()] * len(self.columns)
+        width = len(self.columns)
+        rows = [row if len(row) >= width else [*row, *[None] * (width - len(row))] for row in rows]
+        columns = list(zip(*rows)) if rows else [()] * width
         arrays = []
         for field, values in zip(schema, columns):
             if pa.types.is_timestamp(field.type):
@@ -52,13 +66,14 @@ class Table:
         return pa.Table.from_arrays(arrays, schema=schema)
 
 
-#: A scored pass: when, which request and pass, the ten fields, the answer, the shadow, the cache.
+#: A scored pass: when, which request and pass, the ten fields, the answer, the shadow, the cache, and the name
+#: of the scoring key it was answered to (never the key).
 PREDICTIONS = Table(
     "predictions",
     ("ts", "request_id", "pass_id", "endpoint", *FIELDS,
      "model", "arm", "positive", "negative", "regno", "source",
      "shadow_model", "shadow_positive", "shadow_source",
-     "cache", "latency_ms", "error_field", "error"),
+     "cache", "latency_ms", "error_field", "error", "key_name"),
     (("ts", "timestamp"), ("recognition_accuracy", "float64"), ("afts_regno_ai_score", "float64"),
      ("afts_regno_ai_char_scores", "float64_list"), ("afts_regno_ai_length_scores", "float64_list"),
      ("direction", "int8"), ("positive", "float64"), ("negative", "float64"), ("shadow_positive", "float64"),
@@ -66,12 +81,15 @@ PREDICTIONS = Table(
     "",
 )
 #: A pass's true plate: when it arrived, the pass, the truth and where it came from, and the pass's answer
-#: as the log has it (so quality needs no second look at the predictions): was each plate right.
+#: as the log has it (so quality needs no second look at the predictions): was each plate right. Then the
+#: label's own id, the id of the label it corrects (null for a first label), the name of the label key that
+#: sent it and of the scoring key the pass was answered to (names, never keys).
 LABELS = Table(
     "labels",
     ("ts", "pass_id", "request_id", "pass_ts", "true_regno", "label_source", "labelled_at", "label",
      "model", "arm", "positive", "regno", "source", "pick_correct", "camera_correct",
-     "shadow_model", "shadow_positive", "shadow_source", "shadow_pick_correct"),
+     "shadow_model", "shadow_positive", "shadow_source", "shadow_pick_correct",
+     "label_id", "corrects", "key_name", "scored_by"),
     (("ts", "timestamp"), ("pass_ts", "timestamp"), ("labelled_at", "timestamp"), ("label", "bool"),
      ("positive", "float64"), ("pick_correct", "bool"), ("camera_correct", "bool"), ("shadow_positive", "float64"),
      ("shadow_pick_correct", "bool")),
@@ -82,22 +100,29 @@ TABLES = (PREDICTIONS, LABELS)
 COLUMNS = PREDICTIONS.columns
 
 
+def batch_bytes(records: int, body_bytes: int) -> int:
+    """Most bytes of lines the rows (or labels) of one request of records and body_bytes at most can take."""
+    return min(records * (ROW_COLUMNS_BYTES + RECORD_MAX_BYTES),
+               RECORD_EXPANSION * body_bytes + records * ROW_COLUMNS_BYTES)
+
+
 def scored_row(request_id: str, endpoint: str, result: Scored, record: Record, latency_ms: float,
-               shadow: Scored | None = None) -> tuple:
+               shadow: Scored | None = None, key_name: str | None = None) -> tuple:
     """The row of a pass the engine scored, with the candidate's result when shadow scoring ran."""
     score = result.score
     return (time.time(), request_id, result.pass_id, endpoint, *record,
             result.slot.version, result.arm, score.positive, score.negative, result.regno, result.source,
             shadow.slot.version if shadow else None, shadow.score.positive if shadow else None,
             shadow.source if shadow else None,
-            result.origin.logged, latency_ms, None, None)
+            result.origin.logged, latency_ms, None, None, key_name)
 
 
-def failed_row(request_id: str, endpoint: str, field: str, message: str, latency_ms: float) -> tuple:
+def failed_row(request_id: str, endpoint: str, field: str, message: str, latency_ms: float,
+               key_name: str | None = None) -> tuple:
     """The row of a pass that failed validation: no fields, no answer, the field at fault and why."""
     return (time.time(), request_id, None, endpoint, *_EMPTY_RECORD,
             None, None, None, None, None, None, None, None, None,
-            None, latency_ms, field, message)
+            None, latency_ms, field, message, key_name)
 
 
 def label_row(values: tuple) -> tuple:

@@ -1,18 +1,22 @@
 """Labels: what POST /reg/feedback takes, checked one by one, and what a label says about its pass.
 
 A label names a pass (by `pass_id`, or by the `request_id` of a request that answered one pass) and its
-true plate, with an optional source (`manual_review`, `dispute`, ...) and the time the truth was found.
-The label of a pass is "the AI's plate is the true plate"; a label also tells whether the pick, the
-camera's plate and, where shadow scoring ran, the candidate's pick were right.
+true plate, with an optional source (`manual_review`, `dispute`, ...) and the time the truth was found,
+which may not lie in the future nor before the pass (give or take LABEL_CLOCK_SKEW_S). `"correction": true`
+replaces the label a pass has. The label of a pass is "the AI's plate is the true plate"; a label also tells
+whether the pick, the camera's plate and, where shadow scoring ran, the candidate's pick were right.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
+
+import orjson
 
 from model.engine import AI
 from model.records import TIMESTAMP_PATTERN, RecordError, json_kind, parse_plate
@@ -28,7 +32,7 @@ _SOURCE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
 DEFAULT_SOURCE = "unspecified"
 #: Keys a label may hold; anything else is refused, so a typo is not silently ignored.
-KEYS = frozenset({"pass_id", "request_id", "true_regno", "source", "labelled_at"})
+KEYS = frozenset({"pass_id", "request_id", "true_regno", "source", "labelled_at", "correction"})
 #: Probabilities are clipped this far from 0 and 1 in the log-loss, so one confident miss stays finite.
 LOG_LOSS_EPSILON = 1e-15
 
@@ -42,6 +46,8 @@ class Label(NamedTuple):
     source: str
     #: When the truth was established (seconds since the epoch), or None.
     labelled_at: float | None
+    #: It replaces the label the pass has (a second label without it is a duplicate).
+    correction: bool = False
 
 
 class Judged(NamedTuple):
@@ -61,8 +67,11 @@ class Judged(NamedTuple):
     log_loss: float
 
 
-def parse_label(raw: Any) -> Label:
-    """Check one decoded label; raise RecordError naming the first bad key."""
+def parse_label(raw: Any, skew_s: float = 300.0, now: float | None = None) -> Label:
+    """Check one decoded label; raise RecordError naming the first bad key.
+
+    labelled_at may lie at most skew_s seconds after now (the clocks of the sender and this host may differ).
+    """
     if not isinstance(raw, dict):
         raise RecordError("label", f"must be a JSON object, got {json_kind(raw)}")
     unknown = sorted(set(raw) - KEYS)
@@ -83,7 +92,19 @@ def parse_label(raw: Any) -> Label:
     source = raw.get("source", DEFAULT_SOURCE)
     if not (isinstance(source, str) and _SOURCE.fullmatch(source)):
         raise RecordError("source", "must be a short lower-case word such as manual_review or dispute")
-    return Label(pass_id, request_id, true_regno, source, _time(raw.get("labelled_at")))
+    correction = raw.get("correction", False)
+    if not isinstance(correction, bool):
+        raise RecordError("correction", f"must be true or false, got {json_kind(correction)}")
+    labelled_at = _time(raw.get("labelled_at"))
+    if labelled_at is not None and labelled_at > (time.time() if now is None else now) + skew_s:
+        raise RecordError("labelled_at", f"is in the future (more than {skew_s:g} s ahead of this host's clock)")
+    return Label(pass_id, request_id, true_regno, source, labelled_at, correction)
+
+
+def check_after_pass(label: Label, pass_ts: float, skew_s: float) -> None:
+    """Raise RecordError when the label says the truth was found before its pass was answered (past the skew)."""
+    if label.labelled_at is not None and label.labelled_at < pass_ts - skew_s:
+        raise RecordError("labelled_at", f"is before its pass was answered (more than {skew_s:g} s)")
 
 
 def _time(value: Any) -> float | None:
@@ -122,8 +143,28 @@ def log_loss(positive: float, label: bool) -> float:
     return -math.log(min(max(probability, LOG_LOSS_EPSILON), 1.0))
 
 
-def stored_row(label: Label, facts: PassFacts, verdicts: list[Judged]) -> tuple:
-    """The label's row for the log (rows.LABELS' columns): the truth, and the pass's answer and verdicts."""
+def new_label_id() -> str:
+    """A fresh id for one stored label, which a later correction names in its `corrects` column."""
+    return os.urandom(8).hex()
+
+
+def mark(label_id: str, verdicts: list[Judged]) -> str:
+    """What the pass index keeps of a pass's label: its id and the verdicts it counted, for a correction to undo."""
+    return orjson.dumps({"id": label_id, "verdicts": [list(verdict) for verdict in verdicts]}).decode()
+
+
+def read_mark(text: str) -> tuple[str, list[Judged]] | None:
+    """The label id and verdicts of a mark; None for a mark an older version left (it holds neither)."""
+    try:
+        found = orjson.loads(text)
+        return found["id"], [Judged(*verdict) for verdict in found["verdicts"]]
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        return None
+
+
+def stored_row(label: Label, facts: PassFacts, verdicts: list[Judged], label_id: str, corrects: str | None,
+               key_name: str | None) -> tuple:
+    """The label's row for the log (rows.LABELS' columns): the truth, the pass's answer and verdicts, who sent it."""
     answered = verdicts[0]
     shadow = verdicts[1] if len(verdicts) > 1 else None
     return label_row((
@@ -131,4 +172,5 @@ def stored_row(label: Label, facts: PassFacts, verdicts: list[Judged]) -> tuple:
         answered.ai_correct, facts.model, facts.arm, facts.positive, facts.regno, facts.source,
         answered.pick_correct, answered.camera_correct, facts.shadow_model, facts.shadow_positive,
         facts.shadow_source, shadow.pick_correct if shadow else None,
+        label_id, corrects, key_name, facts.key_name,
     ))

@@ -1,8 +1,9 @@
 """The pass index in Redis, for replicas: a label reaching any of them finds a pass another one answered.
 
 PASS_INDEX_URL names it. Each pass is a hash (`<prefix>pass:<id>`), each request a set of its pass ids,
-each labelled pass a key set with NX (only one label, from any replica, wins); all expire after
-LABEL_WINDOW_DAYS. Give it a Redis of its own that does not evict (`maxmemory-policy noeviction`):
+each labelled pass a key holding its label's mark, set with NX (only one label, from any replica, wins) and
+swapped by a correction with SET XX GET (one command: two corrections cannot both take the same mark back);
+all expire after LABEL_WINDOW_DAYS. Give it a Redis of its own that does not evict (`maxmemory-policy noeviction`):
 an evicted pass would turn its label away as unknown. About 250 bytes a pass.
 """
 
@@ -61,13 +62,21 @@ class RedisPassIndex:
         """The pass ids one request answered (at most limit: more than one is already ambiguous)."""
         return [member.decode() for member in self.client.srandmember(f"{self.prefix}request:{request_id}", limit)]
 
-    def claim(self, pass_id: str) -> bool:
+    def claim(self, pass_id: str, mark: str) -> bool:
         """Mark the pass labelled; False when it already was (a label on any replica came first)."""
-        return bool(self.client.set(f"{self.prefix}labelled:{pass_id}", 1, nx=True, ex=self.ttl_s))
+        return bool(self.client.set(f"{self.prefix}labelled:{pass_id}", mark, nx=True, ex=self.ttl_s))
 
-    def release(self, pass_id: str) -> None:
-        """Undo a claim whose label could not be stored, so that a retry is not a duplicate."""
-        self.client.delete(f"{self.prefix}labelled:{pass_id}")
+    def replace(self, pass_id: str, mark: str) -> str | None:
+        """Swap the pass's mark at once, keeping its expiry; the mark it had ("1" from an older version), or None."""
+        previous = self.client.set(f"{self.prefix}labelled:{pass_id}", mark, xx=True, get=True, keepttl=True)
+        return None if previous is None else previous.decode()
+
+    def release(self, pass_id: str, previous: str | None = None) -> None:
+        """Undo a claim or a replace whose label could not be stored, so that a retry is not refused."""
+        if previous is None:
+            self.client.delete(f"{self.prefix}labelled:{pass_id}")
+        else:
+            self.client.set(f"{self.prefix}labelled:{pass_id}", previous, xx=True, keepttl=True)
 
     def remove_older_than(self, days: int) -> int:
         """Nothing to do: Redis expires every key after LABEL_WINDOW_DAYS by itself."""

@@ -1,9 +1,10 @@
 """The report's numbers: DuckDB queries over the prediction log and its labels for one time window.
 
 Passes are chosen by the time of their prediction rows; a pass's label joins on pass_id whenever it arrived
-(the latest one wins if a pass was labelled twice). Volume counts rows (a resent pass is traffic too); quality
-counts each pass once per model and arm, with its first answer from that model. The candidate's shadow scores
-form a third arm, "shadow", whose pick is the AI's plate when shadow_source names it, else the camera's.
+(a correction replaces the label it names in `corrects`; of labels nothing replaced, the latest wins). Volume
+counts rows (a resent pass is traffic too); quality counts each pass once per model and arm, with its first
+answer from that model. The candidate's shadow scores form a third arm, "shadow", whose pick is the AI's plate
+when shadow_source names it, else the camera's.
 Every quality figure is computed here from the predictions and the true plates, not from the label rows'
 precomputed flags, so the report is exact against the log.
 """
@@ -66,7 +67,9 @@ WITH window_rows AS (
 ), scored AS (
     SELECT * FROM window_rows WHERE error IS NULL AND model IS NOT NULL
 ), truth AS (
-    SELECT pass_id, arg_max(true_regno, ts) AS true_regno FROM labels GROUP BY pass_id
+    SELECT pass_id, arg_max(true_regno, ts) AS true_regno FROM labels
+    WHERE NOT EXISTS (SELECT 1 FROM labels AS later WHERE later.corrects = labels.label_id)
+    GROUP BY pass_id
 ), answers AS (
     SELECT model, arm, pass_id, arg_min(positive, ts) AS positive, arg_min(source, ts) AS source,
            arg_min(regno, ts) AS pick, arg_min(regno_recognize, ts) AS camera, arg_min(afts_regno_ai, ts) AS ai
