@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from config import Settings, SettingsError
+from config import Settings, SettingsError, named_keys
 from model.engine import ScoringEngine
 from model.registry import load_serving
-from model.routing import ModelSlot, Routing
+from model.routing import ModelSlot, Routing, pass_key
 from model.scorer import ModelLoadError
 from service import quality, state
 from service.api import debug, docs, explain, feedback, health, scoring
 from service.cache import ScoreCache
-from service.http import envelope
+from service.http import envelope, exposure
 from service.http.auth import ApiKeys
 from service.internals import ServiceFlask
 from service.lifecycle.shadow import ShadowScorer
@@ -43,18 +44,25 @@ def create_app(settings: Settings | None = None, shared_metrics: bool = False) -
     configure_logger(settings)
     scorer, pointer = load_serving(settings.models_dir, settings.model_path)
     app = ServiceFlask(__name__, static_folder=None)  # no static files of its own; Swagger UI brings its own
+    no_redirects(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    keys = ApiKeys(settings.effective_api_keys(), certificate_suffices=settings.client_cert_suffices)
+    keys = ApiKeys(named_keys(settings.effective_api_keys(), "API_KEYS"),
+                   certificate_suffices=settings.client_cert_suffices)
+    # A client certificate never stands in for a label key: labels need a key of their own.
+    label_keys = ApiKeys(named_keys(settings.effective_label_api_keys(), "LABEL_API_KEYS"), scope="label")
     access_log.init_app(app, enabled=logging.getLevelName(settings.log_level) <= logging.INFO)
-    metrics = init_metrics(app, settings, keys.require, shared_metrics) if settings.metrics_enabled else None
+    scrape_guard = functools.partial(exposure.require_operator, settings, keys, key_inside=settings.metrics_require_key)
+    metrics = init_metrics(app, scrape_guard, shared_metrics) if settings.metrics_enabled else None
     cache = ScoreCache.from_settings(settings, observer=metrics)
     routing = Routing(ModelSlot.of(scorer, settings.batch_max_size), canary_share=settings.canary_share)
     pass_index = quality.pass_index(settings)
     prediction_log, shipper = log_setup.from_settings(settings, observer=metrics, index=pass_index)
     app_state = state.ServiceState(settings, routing, keys, cache, metrics,
-                                   engine=ScoringEngine(settings.pick_threshold, cache, observer=metrics),
+                                   engine=ScoringEngine(settings.pick_threshold, cache, observer=metrics,
+                                                        pass_key=pass_key(settings.effective_pass_id_secret())),
                                    shadow=ShadowScorer(settings.shadow_share, settings.pick_threshold, metrics),
-                                   prediction_log=prediction_log, shipper=shipper, pass_index=pass_index)
+                                   prediction_log=prediction_log, shipper=shipper, pass_index=pass_index,
+                                   label_keys=label_keys)
     if pointer is not None:
         app_state.watcher = ModelWatcher(app_state, settings.models_dir, settings.model_poll_s, pointer)
         app_state.source_status = SourceStatus(settings.models_dir, metrics)
@@ -74,7 +82,17 @@ def create_app(settings: Settings | None = None, shared_metrics: bool = False) -
              "off" if prediction_log is None else f"to {settings.prediction_log_nats_url or 'parquet'}")
     if settings.development and not settings.api_keys:
         log.warning("development mode: accepting the development API key only")
+    log_label_keys(settings, label_keys)
     return app
+
+
+def log_label_keys(settings: Settings, label_keys: ApiKeys) -> None:
+    """One start-up line when labels are refused for want of a label key, or taken with the development one."""
+    if not label_keys:
+        log.warning("no label key is set (LABEL_API_KEYS or LABEL_API_KEYS_FILE): POST /reg/feedback refuses "
+                    "every label with 403")
+    elif settings.development and not settings.label_api_keys:
+        log.warning("development mode: accepting the development label key only")
 
 
 def create_app_or_exit(settings: Settings | None = None, shared_metrics: bool = False) -> Flask:
@@ -95,6 +113,14 @@ def register_blueprints(app: Flask, settings: Settings) -> None:
     app.register_blueprint(docs.bp)
     if settings.sentry_debug_route:
         app.register_blueprint(debug.bp)
+
+
+def no_redirects(app: Flask) -> None:
+    """Route without werkzeug's redirects (a doubled slash merged, a trailing slash added): Flask sends them as
+    HTML, to an absolute URL built from the request's Host header. A doubled slash is a 404 in the envelope, and a
+    rule matches with or without its trailing slash. Set before any rule is added: each reads them then."""
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
 
 
 def trust_proxies(app: Flask, hops: int) -> None:

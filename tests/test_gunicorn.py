@@ -12,7 +12,7 @@ import orjson
 import pytest
 import requests
 
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, raw_http
 from loadtest.servers import gunicorn, run_gunicorn
 
 pytestmark = pytest.mark.gunicorn
@@ -89,6 +89,50 @@ def test_chunked_body_over_limit_is_413(server):
     response = requests.post(f"{server.base_url}/reg/", data=chunks(), headers=HEADERS, timeout=5)
     assert response.status_code == 413
     assert response.json()["status"] == "fail"
+
+
+#: Requests gunicorn itself refuses before the app sees them, and the status it answers each with.
+REFUSED = {
+    "request line over 4,094 bytes": (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    "over 100 header fields": (b"GET /health/live HTTP/1.1\r\nHost: x\r\n"
+                               + b"".join(b"X-Field-%d: f\r\n" % index for index in range(150)) + b"\r\n", 431),
+    "a header line over 8,190 bytes": (b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n",
+                                       431),
+    "ESC in a header": (b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Note: a\x1bb\r\n\r\n", 400),
+    "unknown transfer coding": (b"POST /reg/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+    "malformed request line": (b"GET / HTTP/1.1 trailing\r\nHost: x\r\n\r\n", 400),
+}
+
+
+def test_what_gunicorn_refuses_is_an_envelope(server):
+    """gunicorn reached directly (make run): what it refuses before the app sees it is a JSON envelope with a 4xx
+    (no longer its HTML page, nor 501 for a transfer coding), a fresh request id, and one log line of its kind."""
+    for name, (request, expected) in REFUSED.items():
+        status, headers, body = raw_http(server.base_url, request)
+        assert (status, headers.get("content-type")) == (expected, "application/json"), (name, status, body[:300])
+        assert orjson.loads(body)["status"] == "fail", name
+        assert re.fullmatch(r"[0-9a-f]{32}", headers.get("x-request-id", "")), name
+    assert "refused a request: LimitRequestLine, answered 414" in server.output()
+    assert "aaaaaaaaaa" not in server.output()  # the kind of error is logged, never the request's bytes
+
+
+def test_no_redirect_takes_its_host_from_the_request(server):
+    """Direct, with Host: evil.example, a doubled slash is a 404 in the envelope, not werkzeug's HTML redirect to
+    http://evil.example/health/live."""
+    status, headers, body = raw_http(server.base_url, b"GET /health//live HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+    assert (status, "location" in headers) == (404, False)
+    assert orjson.loads(body) == {"body": "not found: /health//live", "status": "fail"}
+
+
+def test_threaded_workers_refuse_in_the_envelope_too(tmp_path):
+    """THREADS=2 (gunicorn's gthread worker, as gunicorn itself turns sync with threads into): its refusals are
+    envelopes as well."""
+    with gunicorn({"API_KEYS": API_KEY, "THREADS": "2"}, tmp_path / "log", workers=1) as running:
+        answers = [raw_http(running.base_url, request) for request, _ in REFUSED.values()]
+        served = requests.get(f"{running.base_url}/health/live", timeout=5).status_code
+    assert "Using worker: service.http.worker_errors.EnvelopeThreadWorker" in running.output()
+    assert [status for status, _, _ in answers] == [expected for _, expected in REFUSED.values()]
+    assert all(orjson.loads(body)["status"] == "fail" for _, _, body in answers) and served == 200
 
 
 def test_half_sent_request_does_not_block_others(server, record):

@@ -360,7 +360,7 @@ def test_make_serve_runs_the_syncer_for_a_remote_source(s3, moto, tmp_path, reco
 
     with serve(env, tmp_path / "stack.log") as stack:
         assert served(stack) == "v1"
-        health = requests.get(f"{stack.base_url}/health", timeout=10).json()["body"]["model_source"]
+        health = requests.get(f"{stack.internal_url}/health", timeout=10).json()["body"]["model_source"]
         assert (health["kind"], health["state"], health["source_versions"]) == ("s3", "in sync", {"current": "v1",
                                                                                                "candidate": "v2"})
         promote(source)

@@ -19,7 +19,7 @@ import yaml
 from model import BUNDLED_MODEL
 from model.registry import CANDIDATE, CURRENT, METADATA_FILE, MODEL_FILE, publish, write_pointer
 from model.scorer import Scorer
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, KEYS_ENV, LABEL_KEY
 from training.simulate import simulate_records
 from loadtest.servers import ROOT, children, gunicorn, prometheus, serve
 
@@ -40,10 +40,20 @@ def _dashboard_queries() -> list[str]:
     return [target["expr"] for panel in panels for target in panel.get("targets", [])]
 
 
-def _alert_rules() -> list[dict]:
-    """Every alert rule in the committed rules file."""
+def _rules() -> list[dict]:
+    """Every rule in the committed rules file: alerts and recording rules."""
     rules = yaml.safe_load((CONFIG / "alerts.yml").read_text(encoding="utf-8"))
     return [rule for group in rules["groups"] for rule in group["rules"]]
+
+
+def _alert_rules() -> list[dict]:
+    """Every alert rule in the committed rules file."""
+    return [rule for rule in _rules() if "alert" in rule]
+
+
+def _recording_rules() -> list[dict]:
+    """Every recording rule in the committed rules file."""
+    return [rule for rule in _rules() if "record" in rule]
 
 
 def _of_proxy(expression: str) -> bool:
@@ -64,7 +74,7 @@ def test_promtool_accepts_config_and_rules():
     assert config.returncode == 0, config.stdout + config.stderr
     rules = _promtool("check", "rules", str(CONFIG / "alerts.yml"))
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    assert f"SUCCESS: {len(_alert_rules())} rules found" in rules.stdout
+    assert f"SUCCESS: {len(_rules())} rules found" in rules.stdout
 
 
 def test_dashboard_has_the_required_panels():
@@ -96,6 +106,15 @@ def _wait_for(base: str, expression: str, value: float, seconds: float = 40) -> 
     raise AssertionError(f"{expression} stayed at {seen}, expected {value}")
 
 
+def _wait_for_data(base: str, expression: str, seconds: float = 20) -> list:
+    """The result of an instant query once it has one (a recording rule's first evaluation, say)."""
+    deadline = time.monotonic() + seconds
+    while not (result := _query(base, expression)) and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert result, f"{expression} has no data after {seconds} s"
+    return result
+
+
 def _send(base_url: str, bodies: list[bytes], headers: dict) -> list[int]:
     """POST every body to /reg/, four at a time, and return the statuses."""
     with ThreadPoolExecutor(4) as pool:
@@ -111,7 +130,7 @@ def scraped(tmp_path_factory, simulated_records):
     # Models from a source (a folder: the syncer's metrics are the same for S3 and MLflow), so its queries answer.
     publish(BUNDLED_MODEL, folder / "source")
     write_pointer(folder / "source", CURRENT, Scorer.load(BUNDLED_MODEL).version)
-    env = {"API_KEYS": API_KEY, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "PREDICTION_LOG_DIR": str(folder / "log"),
+    env = {**KEYS_ENV, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "PREDICTION_LOG_DIR": str(folder / "log"),
            "QUALITY_MIN_LABELS": "5", "MODEL_SOURCE": str(folder / "source"), "MODELS_DIR": str(folder / "models"),
            "MODEL_SYNC_S": "1"}
     with gunicorn(env, folder / "gunicorn.log", workers=3) as server:
@@ -138,6 +157,8 @@ def test_counts_are_exact_and_every_query_answers(scraped, simulated_records, re
     _wait_for(base, "sum(regno_workers_alive)", 3)
     _label_wrongly(server.base_url, 6, seed=11)  # the quality panels need labels
     time.sleep(2)  # a few more scrapes, so every rate() has two points
+    for rule in _recording_rules():  # the quality panels and RegnoPickAccuracyLow read these once evaluated
+        _wait_for_data(base, rule["record"])
     for expression in _dashboard_queries():
         if _of_proxy(expression):
             continue  # test_proxy_queries_answer_against_make_serve
@@ -149,8 +170,9 @@ def test_counts_are_exact_and_every_query_answers(scraped, simulated_records, re
         shape = ALERT_SHAPE.match(rule["expr"])
         assert shape, f"alert {rule['alert']} is not `<query> <comparison> <number>`"
         assert _query(base, shape["query"]), f"alert {rule['alert']} query returned no data"
-    loaded = requests.get(f"{base}/api/v1/rules", timeout=10).json()["data"]["groups"][0]["rules"]
-    assert {rule["name"] for rule in loaded} == {rule["alert"] for rule in _alert_rules()}
+    groups = requests.get(f"{base}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    loaded = [rule for group in groups for rule in group["rules"]]
+    assert {rule["name"] for rule in loaded} == {rule.get("alert") or rule["record"] for rule in _rules()}
     assert {rule["health"] for rule in loaded} <= {"ok", "unknown"}
 
 
@@ -161,7 +183,8 @@ def _label_wrongly(base_url: str, count: int, seed: int) -> None:
            for record in simulate_records(count, seed=seed)]
     time.sleep(0.3)  # the log's writers index their batch every 50 ms
     labels = [{"pass_id": pass_id, "true_regno": "Ж000ЖЖ00"} for pass_id in ids]
-    results = requests.post(f"{base_url}/reg/feedback", json=labels, headers=headers, timeout=10).json()["body"]
+    results = requests.post(f"{base_url}/reg/feedback", json=labels, headers={"x-api-key": LABEL_KEY},
+                            timeout=10).json()["body"]
     assert results["accepted"] == count, results
 
 
@@ -212,11 +235,46 @@ def test_a_stale_sync_pages_per_instance(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_a_correction_retracts_its_verdict_from_the_alert(tmp_path):
+    """promtool's rule tests: 30 wrong labels page RegnoPickAccuracyLow; once a correction replaces each with a
+    right one (the wrong verdicts counted in regno_quality_retracted_total), the pass counts once and it stops."""
+    rule = next(rule for rule in _alert_rules() if rule["alert"] == "RegnoPickAccuracyLow")
+    arm = 'arm="current",model="v1",job="regno-api",instance="a:8000"'
+
+    def series(name: str, before: int, after: int, labels: str = arm) -> dict:
+        """A counter at 0, then before from minute 1, then after from minute 6 (the corrections arrive)."""
+        return {"series": f"{name}{{{labels}}}", "values": " ".join(["0"] + [str(before)] * 5 + [str(after)] * 14)}
+
+    firing = {key: value.replace("{{ $labels.model }}", "v1").replace("{{ $labels.arm }}", "current").replace(
+        "{{ $value | humanizePercentage }}", "-80%") for key, value in rule["annotations"].items()}
+    tests = {"rule_files": [str(CONFIG / "alerts.yml")], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [
+            series("regno_quality_labelled_total", 30, 60), series("regno_quality_pick_correct_total", 0, 30),
+            series("regno_quality_retracted_total", 0, 30, f'measure="labelled",{arm}'),
+            series("regno_quality_retracted_total", 0, 0, f'measure="pick_correct",{arm}'),
+            {"series": "regno_quality_pick_accuracy_floor", "values": "0.8x20"},
+            {"series": "regno_quality_min_labels", "values": "20x20"}],
+        "alert_rule_test": [
+            {"eval_time": "4m", "alertname": rule["alert"], "exp_alerts": [{
+                "exp_labels": {"model": "v1", "arm": "current", "severity": "page"}, "exp_annotations": firing}]},
+            {"eval_time": "10m", "alertname": rule["alert"], "exp_alerts": []}],
+        # The recorded hour, net: the 30 passes once, each with its corrected (right) pick.
+        "promql_expr_test": [{"expr": f"model_arm:regno_quality_{measure}:increase1h", "eval_time": "10m",
+                              "exp_samples": [{"labels": f'model_arm:regno_quality_{measure}:increase1h'
+                                                         '{arm="current",model="v1"}', "value": 30}]}
+                             for measure in ("labelled", "pick_correct")],
+    }]}
+    (tmp_path / "correction_test.yml").write_text(yaml.safe_dump(tests))
+    result = _promtool("test", "rules", str(tmp_path / "correction_test.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_queries_name_only_exported_metrics(scraped):
     """Every metric a dashboard or alert query names is one the service exports (or Prometheus's own up)."""
     server, _, _ = scraped
     exported = set(re.findall(r"^(\w+)", requests.get(f"{server.base_url}/metrics", timeout=5).text, re.M))
-    expressions = [e for e in _dashboard_queries() + [rule["expr"] for rule in _alert_rules()] if not _of_proxy(e)]
+    expressions = [e for e in _dashboard_queries() + [rule["expr"] for rule in _rules()] if not _of_proxy(e)]
     named = {name for expression in expressions for name in re.findall(r"\b(regno_\w+|up)\b(?=\s*[{\[)]|\s*$|\s)",
                                                                         expression)}
     assert named, "no metric names found in the queries"
@@ -241,7 +299,8 @@ def test_counts_survive_a_worker_restart_and_files_stay_bounded(scraped, record)
     _wait_for(base, "sum(regno_workers_alive)", 3)
     names = [path.name for path in metrics_dir.glob("*.db")]
     assert not [name for name in names if name.endswith(f"_{victim}.db")]
-    assert "counter_archive.db" in names and "histogram_archive.db" in names
+    master = server.process.pid
+    assert f"counter_archive-{master}.db" in names and f"histogram_archive-{master}.db" in names
 
 
 def test_a_refused_model_fires_its_alert_and_the_old_one_answers(scraped, record):
@@ -270,7 +329,7 @@ def test_proxy_queries_answer_against_make_serve(tmp_path):
         config = yaml.safe_load((CONFIG / "prometheus.yml").read_text(encoding="utf-8"))
         config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
         config["rule_files"] = [str(CONFIG / "alerts.yml")]
-        targets = {"regno-api": stack.base_url, "regno-proxy": stack.exporter_url,
+        targets = {"regno-api": stack.internal_url, "regno-proxy": stack.exporter_url,
                    "regno-proxy-answers": stack.answers_url}
         assert [job["job_name"] for job in config["scrape_configs"]] == list(targets)
         for job in config["scrape_configs"]:

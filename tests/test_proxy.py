@@ -23,8 +23,9 @@ from config import Settings
 from model.scorer import PROBE_RECORD
 from service.proxy.nginx_config import REFUSALS, render, upstream_address
 from service.proxy.serve import find_program
-from tests.conftest import API_KEY
-from loadtest.servers import ROOT, children, serve, start_stack, stop, wait_for_line
+from tests.conftest import API_KEY, raw_http
+from loadtest.bulk_clients import BatchClients, max_batch_body
+from loadtest.servers import ROOT, children, serve, start_stack, stop, wait_for_line, workers_of
 
 pytestmark = pytest.mark.gunicorn
 HEADERS = {"x-api-key": API_KEY, "content-type": "application/json"}
@@ -50,8 +51,17 @@ def _service_lines(stack) -> list[dict]:
 
 
 def _proxy_lines(stack) -> list[dict]:
-    """The proxy's lines for answers it gave itself, decoded."""
-    return [orjson.loads(line) for line in stack.output().splitlines() if '"proxy":"nginx"' in line]
+    """The proxy's lines for answers it gave itself, decoded from the bytes nginx wrote (orjson takes UTF-8 only)."""
+    return [orjson.loads(line) for line in stack.log.read_bytes().splitlines() if b'"proxy":"nginx"' in line]
+
+
+def _proxy_line(stack, request_id: str, seconds: float = 5) -> dict:
+    """The proxy's line for one request id, once nginx has written it (it logs after it answers)."""
+    deadline = time.monotonic() + seconds
+    while not (found := [line for line in _proxy_lines(stack) if line["request_id"] == request_id]):
+        assert time.monotonic() < deadline, f"no proxy line for {request_id}"
+        time.sleep(0.05)
+    return found[-1]
 
 
 def _answers(stack) -> dict[str, float]:
@@ -170,13 +180,17 @@ def test_oversized_body_is_refused_by_the_proxy(stack):
 
 
 def test_the_proxy_refusals_are_envelopes_never_html():
-    """Every status nginx answers by itself has an envelope with a message; its internal codes map to real ones."""
+    """Every status nginx answers by itself, on both doors, has an envelope with a message; its internal codes map
+    to real ones, and its 5xx for bad input (an unknown transfer coding, an HTTP version) to 400."""
     conf = render(Settings(env="development"), Path("/run/x"))
     for status, message in REFUSALS.items():
-        assert f"error_page {status} = @regno_{status};" in conf
+        target = "@regno_413" if status == 413 else f"/__regno_errors/{status}"
+        assert conf.count(f"error_page {status} = {target};") == 2, status
         assert message and '"' not in message and "\\" not in message
     assert re.search(r"return 403 '\{\"body\":\"client certificate required", conf)
     assert "return 400 '{\"body\":\"request header is too large" in conf
+    assert "return 400 '{\"body\":\"unsupported Transfer-Encoding" in conf
+    assert "absolute_redirect off;" in conf
 
 
 def test_keep_alive_connections_are_kept(stack):
@@ -236,6 +250,143 @@ def test_service_errors_pass_through_unchanged(stack):
     response = _post(stack.base_url, b'{"direction": 2}')
     assert response.status_code == 400 and response.json()["body"].startswith("regno_recognize: is missing")
     assert _post(stack.base_url, headers={"x-api-key": "wrong"}).status_code == 401
+
+
+HOSTILE_ID = b"<script>alert(1)</script>"
+_HOSTILE = b"X-Request-ID: " + HOSTILE_ID + b"\r\n"
+#: Requests no HTTP client sends: (raw bytes, the status answered, whether nginx answers it rather than gunicorn).
+UNREADABLE = {
+    "malformed request line": (b"GET / HTTP/1.1 trailing\r\nHost: x\r\n\r\n", 400, True),
+    "%00 in the path": (b"GET /reg/%00 HTTP/1.1\r\nHost: x\r\n" + _HOSTILE + b"\r\n", 400, True),
+    "/../ above the root": (b"GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", 400, True),
+    "unknown transfer coding": (b"POST /reg/ HTTP/1.1\r\nHost: x\r\n" + _HOSTILE + b"Transfer-Encoding: gzip\r\n\r\n",
+                                400, True),
+    "too many headers": (b"GET /health/live HTTP/1.1\r\nHost: x\r\n" + _HOSTILE
+                         + b"".join(b"X-Filler-%04d: %s\r\n" % (index, b"f" * 24) for index in range(1100)) + b"\r\n",
+                         400, True),
+    "request line over the limit": (b"GET /reg/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, True),
+    "header over the limit": (b"GET /health/live HTTP/1.1\r\nHost: x\r\n" + _HOSTILE + b"X-Big: " + b"b" * 9000
+                              + b"\r\n\r\n", 400, True),
+    # nginx passes control bytes in a header value; gunicorn refuses them.
+    "header with ESC": (b"GET /health/live HTTP/1.1\r\nHost: x\r\n" + _HOSTILE + b"X-Note: a\x1bb\r\n\r\n", 400, False),
+}
+
+
+def test_what_cannot_be_read_is_answered_in_the_envelope_with_a_clean_id(stack):
+    """Each request nobody can read gets a JSON envelope and a 4xx, never an HTML page or a 500, and an
+    X-Request-ID of the proxy's own, never the hostile one it carried; nginx logs and counts its own as that 4xx."""
+    answered = {}
+    for name, (request, expected, by_proxy) in UNREADABLE.items():
+        status, headers, body = raw_http(stack.base_url, request)
+        assert (status, headers.get("content-type")) == (expected, "application/json"), (name, status, body[:300])
+        envelope = orjson.loads(body)
+        assert envelope["status"] == "fail" and envelope["body"] and set(envelope) == {"body", "status"}, name
+        assert re.fullmatch(r"[0-9a-f]{32}", headers.get("x-request-id", "")), (name, headers)
+        answered[name] = headers["x-request-id"], status, by_proxy
+    for name, (request_id, status, by_proxy) in answered.items():
+        if by_proxy:
+            assert _proxy_line(stack, request_id)["status"] == status, name
+    assert HOSTILE_ID.decode() not in stack.output()
+
+
+def test_what_nginx_takes_gunicorn_reads(stack):
+    """A request line or a header line as long as nginx takes (8,190 bytes), or 900 header fields: the service
+    answers it, where gunicorn's own limits (4,094 bytes, 100 fields) refused it in an HTML page."""
+    line = b"GET /health/live?pad=" + b"p" * (8190 - len(b"GET /health/live?pad= HTTP/1.1")) + b" HTTP/1.1"
+    header = b"X-Pad:" + b"p" * (8190 - len(b"X-Pad:"))  # nginx passes it on as "X-Pad: ppp...", a byte longer
+    fields = b"".join(b"X-Field-%d: f\r\n" % index for index in range(900))
+    for request in (line + b"\r\nHost: x\r\n\r\n", b"GET /health/live HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n\r\n",
+                    b"GET /health/live HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n"):
+        status, _, body = raw_http(stack.base_url, request)
+        assert (status, orjson.loads(body)) == (200, {"body": {"status": "alive"}, "status": "ok"})
+    status, _, body = raw_http(stack.base_url, line.replace(b"?pad=", b"?pad=p") + b"\r\nHost: x\r\n\r\n")
+    assert (status, orjson.loads(body)["body"]) == (414, REFUSALS[414])
+
+
+def test_a_hostile_request_id_is_never_echoed_logged_or_passed_on(stack):
+    """An X-Request-ID the service would not take (markup, over 64 characters) gives way to the proxy's own, in
+    answers nginx gives and passes on, its log and the service's; the service got the id the client was given."""
+    scored = _post(stack.base_url, headers={"X-Request-ID": HOSTILE_ID.decode()})
+    refused = _post(stack.base_url, b'{"pad": "' + b"a" * 70_000 + b'"}', headers={"X-Request-ID": "r" * 65})
+    assert (scored.status_code, refused.status_code) == (200, 413)
+    for response in (scored, refused):
+        assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"]), response.headers
+    assert any(line["request_id"] == scored.headers["X-Request-ID"] for line in _service_lines(stack))
+    assert _proxy_line(stack, refused.headers["X-Request-ID"])["status"] == 413
+    assert "r" * 65 not in stack.output() and HOSTILE_ID.decode() not in stack.output()
+
+
+def test_the_proxy_log_is_utf_8_json_whatever_the_path(stack):
+    """Paths of raw and of percent-encoded bytes that are not UTF-8: the proxy's lines stay UTF-8 JSON, with the
+    path as sent when it is printable ASCII, else "-", and never the query (which may hold a plate)."""
+    encoded = raw_http(stack.base_url, b"POST /reg/%FF%FE?plate=A812HH79 HTTP/1.1\r\nHost: x\r\n"
+                                       b"Content-Length: 99999999\r\n\r\n")
+    assert encoded[0] == 413
+    assert _proxy_line(stack, encoded[1]["x-request-id"])["uri"] == "/reg/%FF%FE"
+    raw = raw_http(stack.base_url, b"GET /\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert raw[0] == 404 and _proxy_line(stack, raw[1]["x-request-id"])["uri"] == "-"
+    assert not [line for line in stack.log.read_bytes().splitlines() if b'"proxy":"nginx"' in line and b"A812" in line]
+
+
+def test_no_redirect_takes_its_host_from_the_request(stack):
+    """With Host: evil.example, nothing answers with a redirect, on either door: a doubled slash, which werkzeug
+    redirected to http://evil.example/..., is a 404 in the envelope; a trailing slash is served as it is."""
+    asked = [(stack.base_url, b"GET /health//live"), (stack.base_url, b"POST /reg//batch"),
+             (stack.base_url, b"GET /health/"), (stack.internal_url, b"GET /docs//static/swagger-ui.css"),
+             (stack.internal_url, b"GET /health//ready")]
+    for url, line in asked:
+        status, headers, body = raw_http(url, line + b" HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 0\r\n\r\n")
+        assert status in (200, 404) and "location" not in headers, (line, status, headers)
+        assert b"evil.example" not in body and orjson.loads(body)["status"] in ("ok", "fail"), line
+
+
+def test_labels_up_to_the_batch_limit_pass_the_proxy(stack):
+    """POST /reg/feedback takes up to BATCH_REQUEST_MAX_BYTES at the proxy, as the README's 10,000 labels need:
+    130 kB of labels reach the service; a body over that limit gets a 413 that names it."""
+    labels = orjson.dumps({"labels": [{"pass_id": f"{index:016x}", "regno": "А812НН790"} for index in range(3000)]})
+    assert 65536 < len(labels) < Settings().batch_request_max_bytes
+    response = requests.post(f"{stack.base_url}/reg/feedback", data=labels, timeout=30,
+                             headers={**HEADERS, "X-Request-ID": "labels-1"})
+    assert response.status_code != 413, response.text
+    assert any(line["request_id"] == "labels-1" for line in _service_lines(stack))
+    limit = Settings().batch_request_max_bytes
+    status, _, body = raw_http(stack.base_url, b"POST /reg/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                                               b"application/json\r\nContent-Length: %d\r\n\r\n" % (limit + 1))
+    assert (status, orjson.loads(body)["body"]) == (413, f"request body is larger than {limit} bytes")
+
+
+OPERATOR_PATHS = ("/metrics", "/docs", "/openapi.json", "/docs/static/swagger-ui.css")
+
+
+def test_operator_endpoints_are_on_the_internal_door_only(stack):
+    """The public door answers /metrics, /docs and /openapi.json 404 in the envelope, key or not, and /health
+    without checksums, even to a forged X-Regno-Internal; the internal door serves them all, /health whole."""
+    for path in OPERATOR_PATHS:
+        public = requests.get(f"{stack.base_url}{path}", headers={"x-api-key": API_KEY}, timeout=10)
+        assert public.status_code == 404 and public.json() == {"body": REFUSALS[404], "status": "fail"}, path
+        assert requests.get(f"{stack.internal_url}{path}", timeout=10).status_code == 200, path
+    assert "regno_workers_alive" in requests.get(f"{stack.internal_url}/metrics", timeout=10).text
+    public = requests.get(f"{stack.base_url}/health", headers={"X-Regno-Internal": "1"}, timeout=10)
+    assert public.status_code == 200 and public.json()["body"]["model"] == {"version": "regno-sim-1"}
+    assert "checksum" not in public.text and "model_source" not in public.text
+    inside = requests.get(f"{stack.internal_url}/health", timeout=10).json()["body"]
+    assert re.fullmatch(r"[0-9a-f]{64}", inside["model"]["checksum"]) and "cache" in inside
+    for path in ("/health/live", "/health/ready"):  # what probes and load balancers ask
+        assert requests.get(f"{stack.base_url}{path}", timeout=10).status_code == 200, path
+
+
+def test_public_operator_endpoints_need_a_key(tmp_path):
+    """PUBLIC_OPERATOR_ENDPOINTS=true: the public door serves /metrics, /docs and /openapi.json to callers with an
+    API key, 401 to the others; /health's details stay inside, key or not."""
+    with serve({"API_KEYS": API_KEY, "PUBLIC_OPERATOR_ENDPOINTS": "true"}, tmp_path / "log", workers=1) as running:
+        without = {path: requests.get(f"{running.base_url}{path}", timeout=10) for path in OPERATOR_PATHS}
+        keyed = {path: requests.get(f"{running.base_url}{path}", headers={"x-api-key": API_KEY}, timeout=10)
+                 for path in OPERATOR_PATHS}
+        health = requests.get(f"{running.base_url}/health", headers={"x-api-key": API_KEY}, timeout=10)
+    assert {path: response.status_code for path, response in without.items()} == dict.fromkeys(OPERATOR_PATHS, 401)
+    assert {path: response.status_code for path, response in keyed.items()} == dict.fromkeys(OPERATOR_PATHS, 200)
+    assert "regno_workers_alive" in keyed["/metrics"].text
+    assert health.status_code == 200 and "checksum" not in health.text
 
 
 @pytest.mark.slow
@@ -435,6 +586,7 @@ def test_rendered_configurations_pass_nginx_t(tmp_path, certificates):
                         proxy_tls_client_ca_file=certificates / "ca.pem"),
         "rates": Settings(env="development", proxy_rate_per_address=0.5, proxy_rate_per_key=100,
                           proxy_connections_per_address=0),
+        "operators": Settings(env="development", public_operator_endpoints=True),
     }
     for name, settings in variants.items():
         folder = tmp_path / name
@@ -452,3 +604,47 @@ def test_upstream_address_names_gunicorn_as_nginx_reaches_it():
     assert upstream_address("unix:/run/regno/gunicorn.sock") == "unix:/run/regno/gunicorn.sock"
     assert upstream_address("0.0.0.0:8000") == "127.0.0.1:8000"
     assert upstream_address("api:8000") == "api:8000"
+
+
+def _niceness(pid: int) -> int:
+    """A process's nice value, from /proc (the 19th field of its stat line)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def _rss_mib(pid: int) -> float:
+    """A process's resident memory in MiB."""
+    return int(re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M).group(1)) / 1024
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """The CPU seconds (user and system) the processes have used."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def test_bulk_work_runs_on_a_pool_of_its_own(tmp_path):
+    """Two clients sending maximum-size batches back to back beside /reg/ traffic: the batches run on the bulk pool,
+    at a lower CPU priority, the main pool's workers stay free for /reg/, and a batch's memory is given back."""
+    limits = Settings()
+    body = max_batch_body(limits.batch_request_max_records, limits.batch_request_max_bytes)
+    with serve({"API_KEYS": API_KEY}, tmp_path / "log", workers=2) as running:
+        main_workers, bulk_workers = workers_of(running.gunicorn_pid()), workers_of(running.gunicorn_pid("bulk"))
+        assert len(bulk_workers) == limits.bulk_workers
+        assert {_niceness(pid) for pid in bulk_workers} == {limits.bulk_nice}
+        assert {_niceness(pid) for pid in main_workers} == {0}
+        steady = _rss_mib(bulk_workers[0])
+        main_before, bulk_before = _cpu_s(main_workers), _cpu_s(bulk_workers)
+        with BatchClients(f"{running.base_url}/reg/batch", body, API_KEY, clients=2) as clients:
+            statuses = [_post(running.base_url).status_code for _ in range(200)]
+            while sum(clients.statuses.values()) < 4:
+                time.sleep(0.1)
+        main_cpu, bulk_cpu = _cpu_s(main_workers) - main_before, _cpu_s(bulk_workers) - bulk_before
+        assert statuses == [200] * 200
+        assert set(clients.statuses) == {200}, clients.statuses
+        # Four batches or more (40,000 records) against 200 single records: the batches' CPU went to the bulk pool.
+        assert bulk_cpu > 4 * main_cpu, (bulk_cpu, main_cpu)
+        # Its objects are gone once a batch is answered: the worker is near where it started (its L1 cache now full).
+        assert _rss_mib(bulk_workers[0]) < steady + 100, (steady, _rss_mib(bulk_workers[0]))

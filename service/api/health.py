@@ -1,4 +1,8 @@
-"""The health blueprint: liveness, readiness and a status summary; no key needed."""
+"""The health blueprint: liveness, readiness and a status summary; no key needed.
+
+The summary's details (checksums, the candidate, the model source and its errors, refusals, the cache) go to the
+internal side only (service/http/exposure.py); the public door gets the status, the model's version and uptime.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import time
 from flask import Blueprint, current_app
 
 from service.http.envelope import fail, ok
+from service.http.exposure import internal
 from service.state import service_state
 
 bp = Blueprint("health", __name__, url_prefix="/health")
@@ -29,9 +34,12 @@ def ready():
 
 @bp.get("", strict_slashes=False)
 def status():
-    """Status, model identity and uptime."""
+    """Status, model identity and uptime; the details only to the internal side."""
     state = service_state(current_app)
     routing = state.routing
+    uptime_s = round(time.monotonic() - state.started, 3)
+    if not internal(state.settings):
+        return ok({"status": "ok", "model": {"version": routing.current.scorer.version}, "uptime_s": uptime_s})
     candidate = routing.candidate
     return ok(
         {
@@ -41,7 +49,7 @@ def status():
                                                          "shadow_share": state.settings.shadow_share},
             "model_refused": state.model_refusal,
             "model_source": None if state.source_status is None else state.source_status.summary(),
-            "uptime_s": round(time.monotonic() - state.started, 3),
+            "uptime_s": uptime_s,
             "cache": state.cache.status(),
         }
     )
