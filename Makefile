@@ -100,11 +100,11 @@ model: $(VENV)/.installed-test
 
 # In-process cost of one record: this service's path against the team's original approach.
 bench-record: $(VENV)/.installed-test
-	$(BIN)/python -m loadtest.bench_record
+	$(BIN)/python -m loadtest.bench.record
 
 # What a cache hit costs against a model call, measured in one run (starts its own redis-server).
 bench-cache: $(VENV)/.installed-test redis-server
-	$(BIN)/python -m loadtest.bench_cache
+	$(BIN)/python -m loadtest.bench.cache
 
 # Throughput against a bare Flask floor, the team's approach, and memory, in one run (starts everything itself).
 bench: $(VENV)/.installed-test redis-server wrk proxy
@@ -113,12 +113,12 @@ bench: $(VENV)/.installed-test redis-server wrk proxy
 # A model source's cost: promotion time to every worker of two gunicorns on S3 (moto) and MLflow, 20 moves each
 # under traffic, then the request path with the model from each kind of source (starts everything itself).
 bench-source: $(VENV)/.installed-test wrk mlflow-server
-	$(BIN)/python -m loadtest.bench_source $(BENCH_ARGS)
+	$(BIN)/python -m loadtest.bench.source $(BENCH_ARGS)
 
 # Hostile clients: 400 connections stalled in headers and bodies held open through the proxy while normal traffic
 # runs at a fixed 500 requests a second, then the same against gunicorn direct (starts everything itself).
 bench-stalled: $(VENV)/.installed-test proxy
-	$(BIN)/python -m loadtest.bench_stalled $(BENCH_ARGS)
+	$(BIN)/python -m loadtest.bench.stalled $(BENCH_ARGS)
 
 # Locust at 500 requests a second for 60 s through the containerised stack's proxy (from the host, and from compose's
 # load profile), beside make serve's stack, in one run (builds the images, starts the engine when none runs).
@@ -127,15 +127,15 @@ bench-containers: $(VENV)/.installed-test proxy docker-packages compose
 
 # The prediction log at 500 requests a second for 60 s: every answer's row in Parquet, nothing dropped.
 bench-log: $(VENV)/.installed-test redis-server
-	$(BIN)/python -m loadtest.bench_log $(BENCH_ARGS)
+	$(BIN)/python -m loadtest.bench.log $(BENCH_ARGS)
 
 # Throughput of /reg/ with metrics and Sentry on against both off, under the same gunicorn, in one run.
 bench-overhead: $(VENV)/.installed-test wrk
-	$(BIN)/python -m loadtest.bench_overhead
+	$(BIN)/python -m loadtest.bench.overhead
 
 # regno-score on a generated file of a million rows: time and peak memory.
 bench-score-file: $(VENV)/.installed-test
-	$(BIN)/python -m loadtest.bench_score_file $(BENCH_ARGS)
+	$(BIN)/python -m loadtest.bench.score_file $(BENCH_ARGS)
 
 # Replay traffic at a fixed total rate against an ALREADY RUNNING service (start it first, e.g. `make run` in
 # another shell), then summarise Locust's CSVs; RECORDS=file.csv replays that CSV instead of simulated records.

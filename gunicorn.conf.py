@@ -8,12 +8,17 @@ import tempfile
 from pathlib import Path
 
 from config import Settings, SettingsError
+from service.http.worker_errors import worker_class as _worker_class
 
 try:
     _settings = Settings.from_env()
 except SettingsError as _error:
     sys.exit(f"regno-api cannot start: {_error}")
 
+# The bulk pool (POOL=bulk) serves batches, explanations and labels beside the main pool, on the same host and
+# folders: the main pool alone runs the first model sync, the syncer and the log's shipper, and empties the metrics
+# folder the two pools share.
+_bulk = _settings.pool == "bulk"
 # prometheus_client picks its multiprocess mode when it is first imported, so the folder must be in the
 # environment before the app (and the library) load, in the master, before any worker exists.
 _metrics_dir_is_ours = _settings.prometheus_multiproc_dir is None
@@ -29,15 +34,24 @@ _children: list = []
 
 # A remote model source: the first sync runs before the app (and its model) loads, as the pod's init
 # container does; it waits, saying so once, while there is no verified model to serve.
-if _settings.model_source and subprocess.run([sys.executable, "-m", "service.lifecycle.sync_main",
+if _settings.model_source and not _bulk and subprocess.run([sys.executable, "-m", "service.lifecycle.sync_main",
                                               "--until-ready"]).returncode != 0:
     sys.exit("regno-api cannot start: no verified model from MODEL_SOURCE (regno-sync said why above)")
 
 wsgi_app = "service.wsgi:app"
-bind = [_settings.bind]
-workers = _settings.workers
-worker_class = _settings.worker_class
+bind = [_settings.pool_bind]
+workers = _settings.pool_workers
+# gunicorn's own refusals (a request it cannot parse, or over its limits) in the envelope, not its HTML page.
+worker_class = _worker_class(_settings.worker_class, _settings.threads)
 threads = _settings.threads
+if _settings.forwarded_hops:
+    # Behind the proxy, gunicorn reads whatever nginx passed: nginx alone enforces the limits, and answers over them
+    # in the envelope. nginx takes a request line or a header line up to 8 kB, 32 kB of header lines in all
+    # (large_client_header_buffers 4 8k in service/proxy/nginx.conf.j2) and counts bytes, not fields: 32 kB holds
+    # 8,192 four-byte fields ("a:\r\n"), and nginx adds its own. Alone, gunicorn keeps its stricter defaults.
+    limit_request_line = 8190  # gunicorn's largest; a line in nginx's 8 kB buffer is at most that with its CRLF
+    limit_request_fields = 32768 // 4 + 64
+    limit_request_field_size = 2 * 8192  # nginx passes "Name:value" on as "Name: value", a byte longer
 timeout = _settings.timeout
 graceful_timeout = _settings.graceful_timeout
 keepalive = _settings.keepalive
@@ -53,7 +67,12 @@ def on_starting(server):
     """Empty the metrics folder of an earlier run's files; without preload, also check the app can load (one line if not)."""
     from service.observe.metrics_files import prepare
 
-    prepare(_metrics_dir)
+    if _bulk:
+        from service.lifecycle.bulk_pool import lower_priority
+
+        lower_priority(_settings.bulk_nice)  # the workers inherit it
+    if _metrics_dir_is_ours or not _bulk:
+        prepare(_metrics_dir)
     if not preload_app:
         from service import create_app_or_exit
 
@@ -63,13 +82,15 @@ def on_starting(server):
 def when_ready(server):
     """Freeze what the master loaded (the model first): forked workers then share those pages, as the GC never writes them.
 
-    Then start the prediction log's shipper, a process of its own at low priority, when the log is on, and the
-    model syncer when models come from a source (one per host, not one per worker).
+    Then, in the main pool, start the prediction log's shipper, a process of its own at low priority, when the log
+    is on, and the model syncer when models come from a source (one per host, not one per worker).
     """
     import gc
 
     gc.collect()
     gc.freeze()
+    if _bulk:
+        return
     if _settings.prediction_log_on:
         _children.append(subprocess.Popen([sys.executable, "-m", "service.predictions.ship_main"]))
     if _settings.model_source:
@@ -81,6 +102,14 @@ def post_worker_init(worker):
     from service import start_worker
 
     start_worker(worker.wsgi)
+
+
+def post_request(worker, req, environ, resp):
+    """In the bulk pool, give back the memory a request took, after its answer has gone."""
+    if _bulk:
+        from service.lifecycle.bulk_pool import release_memory
+
+        release_memory()
 
 
 def worker_exit(server, worker):

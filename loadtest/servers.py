@@ -29,9 +29,9 @@ def free_port() -> int:
 
 def service_env(**overrides: str) -> dict[str, str]:
     """The current environment without the service's settings, plus overrides."""
-    from config import _VARIABLES
+    from config import _VARIABLES, SECRET_VARIABLES
 
-    names = {*_VARIABLES, "API_KEYS", "API_KEYS_FILE"}
+    names = {*_VARIABLES, *SECRET_VARIABLES}
     env = {name: value for name, value in os.environ.items() if name not in names}
     env.update(overrides)
     return env
@@ -109,8 +109,10 @@ def stop(server: Server, seconds: float = 20.0) -> str:
 
 
 def start(command: list[str], env: Mapping[str, str], log: Path, port: int, cwd: Path = ROOT) -> Server:
-    """Start a server command (in the repo root unless told) with its stderr going to log."""
-    with open(log, "wb") as stream:
+    """Start a server command (in the repo root unless told) with its stderr going to log (emptied first)."""
+    log.write_bytes(b"")
+    # Appending: nginx opens /dev/stderr anew, in append mode; a writer at its own offset would overwrite its lines.
+    with open(log, "ab") as stream:
         process = subprocess.Popen(command, cwd=cwd, env=dict(env), stdout=subprocess.DEVNULL, stderr=stream,
                                    start_new_session=True)
     return Server(process, f"http://127.0.0.1:{port}", log)
@@ -294,16 +296,19 @@ def prometheus(config: Path, folder: Path) -> Iterator[str]:
 
 
 class Stack(Server):
-    """A running `make serve` stack: the proxy's base URL, and where its exporters answer."""
+    """A running `make serve` stack: the proxy's base URL, its internal door's, and where its exporters answer."""
 
-    def __init__(self, server: Server, exporter_url: str, answers_url: str):
+    def __init__(self, server: Server, exporter_url: str, answers_url: str, internal_url: str = ""):
         super().__init__(server.process, server.base_url, server.log)
         self.exporter_url, self.answers_url = exporter_url, answers_url
+        #: The proxy's internal door (PROXY_INTERNAL_BIND): /metrics, /docs, /openapi.json, the whole /health.
+        self.internal_url = internal_url
 
-    def gunicorn_pid(self) -> int:
-        """The gunicorn master started by the supervisor."""
+    def gunicorn_pid(self, pool: str = "main") -> int:
+        """The master of one of the supervisor's gunicorns: the main pool's, or the bulk pool's."""
         return next(pid for pid in children(self.process.pid)
-                    if "gunicorn" in Path(f"/proc/{pid}/cmdline").read_text())
+                    if "gunicorn" in Path(f"/proc/{pid}/cmdline").read_text()
+                    and f"\0POOL={pool}\0" in "\0" + Path(f"/proc/{pid}/environ").read_text(errors="replace"))
 
 
 def wait_for_line(server: Server, text: str, seconds: float = 120.0) -> None:
@@ -319,9 +324,10 @@ def wait_for_line(server: Server, text: str, seconds: float = 120.0) -> None:
 
 def start_stack(env: Mapping[str, str], log: Path, workers: int = 2, command: list[str] | None = None) -> Stack:
     """Start `python -m service.proxy.serve` (or command, e.g. make serve) on free ports; wait until it serves."""
-    port, exporter, answers = free_port(), free_port(), free_port()
+    port, exporter, answers, internal = free_port(), free_port(), free_port(), free_port()
     full_env = service_env(**{"PUBLIC_BIND": f"127.0.0.1:{port}", "PROXY_EXPORTER_BIND": f"127.0.0.1:{exporter}",
-                              "PROXY_ANSWERS_BIND": f"127.0.0.1:{answers}", "WORKERS": str(workers), **env})
+                              "PROXY_ANSWERS_BIND": f"127.0.0.1:{answers}", "PROXY_INTERNAL_BIND": f"127.0.0.1:{internal}",
+                              "WORKERS": str(workers), **env})
     command = command or [sys.executable, "-m", "service.proxy.serve", "gunicorn.conf.py"]
     server = start(command, full_env, log, port)
     scheme = "https" if full_env.get("PROXY_TLS_CERT_FILE") else "http"
@@ -332,7 +338,8 @@ def start_stack(env: Mapping[str, str], log: Path, workers: int = 2, command: li
     except Exception:
         stop(server)
         raise
-    return Stack(server, f"http://127.0.0.1:{exporter}", f"http://127.0.0.1:{answers}")
+    return Stack(server, f"http://127.0.0.1:{exporter}", f"http://127.0.0.1:{answers}",
+                 f"http://127.0.0.1:{full_env['PROXY_INTERNAL_BIND'].rpartition(':')[2]}")
 
 
 @contextmanager

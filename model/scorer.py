@@ -125,7 +125,7 @@ class Scorer:
         """predict_proba through the native calls that Pool() and predict_proba() end in.
 
         Their Python layers re-check arguments that features.py builds right by construction: about
-        30 µs of a one-row call of 150 µs (python -m loadtest.bench_record). These are CatBoost internals
+        30 µs of a one-row call of 150 µs (python -m loadtest.bench.record). These are CatBoost internals
         (checked on CatBoost 1.2.10), so probe() turns this route on only after it has given the public
         route's exact answer; this and service/internals.py are the only shortcuts into private APIs.
         """

@@ -1,4 +1,5 @@
-"""python -m service.probe PATH: ask this container's gunicorn for PATH where BIND says it listens; 0 on a 200.
+"""python -m service.probe PATH: ask this container's gunicorn for PATH where it listens (BIND, or BULK_BIND in the
+bulk pool); 0 on a 200.
 
 The health check of the api's image, compose's api service and the pod's liveness probe: gunicorn listens on a
 TCP port when run alone and only on a unix socket behind the proxy, and this finds it either way.
@@ -36,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """GET the path (default /health/live); exit 0 on 200, 1 otherwise, saying why in one line."""
     args = list(sys.argv[1:] if argv is None else argv)
     path = args[0] if args else "/health/live"
-    bind = Settings.from_env().bind
+    bind = Settings.from_env().pool_bind  # the bulk pool's container asks its own gunicorn
     try:
         connection = connection_to(bind)
         connection.request("GET", path)

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from loadtest.bench import bulk as bench_bulk
 from loadtest.servers import ROOT
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.skipif(shutil.which("wrk") is None,
@@ -16,9 +17,11 @@ pytestmark = [pytest.mark.gunicorn, pytest.mark.skipif(shutil.which("wrk") is No
 
 
 def test_bench_reports_every_scenario_against_the_floor():
-    """`python -m loadtest.bench` prints a rate, p50 and p99 per scenario and memory per process."""
-    result = subprocess.run([sys.executable, "-m", "loadtest.bench", "--seconds", "1", "--rounds", "2", "--skip-team"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    """`python -m loadtest.bench` prints a rate, p50 and p99 per scenario and memory per process, then /reg/ beside
+    maximum-size batches with and without the bulk pool."""
+    result = subprocess.run([sys.executable, "-m", "loadtest.bench", "--seconds", "1", "--rounds", "2", "--skip-team",
+                             "--rate", "50", "--bulk-seconds", "2", "--bulk-rounds", "1"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = re.findall(r"^\| ((?:floor|service)[^|]*) \| ([\d,]+) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| "
                       r"([\d. ]+) \|$", result.stdout, re.M)
@@ -38,11 +41,19 @@ def test_bench_reports_every_scenario_against_the_floor():
     memory = re.findall(r"^\| \w[^|]* \| (master|worker \d) \| (\d+) \| (\d+) \|$", result.stdout, re.M)
     assert len(memory) == 7 * 3  # gunicorn's master and two workers per scenario
     assert all(0 < int(pss) <= int(rss) for _, rss, pss in memory)
+    bulk = re.findall(r"^\| (/reg/[^|]*) \| ([\d,]+) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+) \| ([\d,]+) \| ([\d.-]+) \| "
+                      r"([\d /-]+) \|$", result.stdout, re.M)
+    assert [row[0] for row in bulk] == [name for name, _, _ in bench_bulk.CASES]
+    alone, beside, without_pool = bulk
+    assert alone[1] == "100" and alone[5] == "0" and alone[6] == "-"  # 50 req/s for 2 s, no batch
+    assert int(beside[5]) > 0 and float(beside[6]) > 0 and int(without_pool[5]) > 0
+    assert beside[2] == "0"  # beside the bulk pool, every /reg/ request answered in time
+    assert re.fullmatch(r"\d+ / \d+", beside[7]) and without_pool[7] == "-"
 
 
 def test_in_process_bench_compares_with_the_team_approach():
-    """`python -m loadtest.bench_record` measures the service path and the team's approach side by side."""
-    result = subprocess.run([sys.executable, "-m", "loadtest.bench_record", "--rounds", "1"], cwd=ROOT,
+    """`python -m loadtest.bench.record` measures the service path and the team's approach side by side."""
+    result = subprocess.run([sys.executable, "-m", "loadtest.bench.record", "--rounds", "1"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     baseline = re.search(r"\| team's approach[^|]*\| ([\d.]+) \| 1x \(baseline\) \|", result.stdout)
@@ -53,8 +64,8 @@ def test_in_process_bench_compares_with_the_team_approach():
 
 
 def test_stalled_clients_bench_reports_zero_failures_through_the_proxy():
-    """`python -m loadtest.bench_stalled`, short: every stalled connection held, every paced request answered."""
-    result = subprocess.run([sys.executable, "-m", "loadtest.bench_stalled", "--seconds", "2", "--rate", "50",
+    """`python -m loadtest.bench.stalled`, short: every stalled connection held, every paced request answered."""
+    result = subprocess.run([sys.executable, "-m", "loadtest.bench.stalled", "--seconds", "2", "--rate", "50",
                              "--stalled-headers", "10", "--stalled-bodies", "10", "--direct-seconds", "1",
                              "--direct-stalled", "2", "--timeout", "1"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -72,8 +83,8 @@ def test_stalled_clients_bench_reports_zero_failures_through_the_proxy():
 
 
 def test_log_bench_finds_a_row_for_every_answer():
-    """`python -m loadtest.bench_log`, short: as many rows in Parquet as answers, one per request id, none dropped."""
-    result = subprocess.run([sys.executable, "-m", "loadtest.bench_log", "--rate", "100", "--seconds", "3"],
+    """`python -m loadtest.bench.log`, short: as many rows in Parquet as answers, one per request id, none dropped."""
+    result = subprocess.run([sys.executable, "-m", "loadtest.bench.log", "--rate", "100", "--seconds", "3"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     row = re.search(r"^\| (\d+) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \|$",
@@ -91,9 +102,9 @@ def test_log_bench_finds_a_row_for_every_answer():
 
 
 def test_source_bench_times_every_promotion_and_the_request_path():
-    """`python -m loadtest.bench_source`, short: every move reaches all four workers, no answer fails, and the
+    """`python -m loadtest.bench.source`, short: every move reaches all four workers, no answer fails, and the
     request path is measured with the model from MODEL_PATH and from each kind of source."""
-    result = subprocess.run([sys.executable, "-m", "loadtest.bench_source", "--swaps", "2", "--sync-s", "0.5",
+    result = subprocess.run([sys.executable, "-m", "loadtest.bench.source", "--swaps", "2", "--sync-s", "0.5",
                              "--poll-s", "0.2", "--rounds", "1", "--seconds", "1"],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -22,14 +22,16 @@ from model import BUNDLED_MODEL
 from model.records import parse_record
 from model.scorer import Scorer
 from loadtest.containers import ONE_SHOTS, PROMETHEUS_URL, PUBLIC_URL, RUNNING, ComposeStack, Traffic, docker, wait_for
-from tests.conftest import readme_curl
+from tests.conftest import readme_curl, with_pass_id_of
 from training.simulate import simulate_records
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
 
 KEY = "containers-test-key"
-#: compose's settings for this stack: keys, a quick syncer, and what the optional profiles ask for.
-SETTINGS = {"API_KEYS": KEY, "LOAD_API_KEY": KEY, "GRAFANA_ADMIN_PASSWORD": "unused-here", "MODEL_SYNC_S": "2"}
+PASS_ID_SECRET = "containers-test-pass-id-secret"
+#: compose's settings for this stack: keys, the pass-id secret, a quick syncer, and what the optional profiles ask for.
+SETTINGS = {"API_KEYS": KEY, "LOAD_API_KEY": KEY, "GRAFANA_ADMIN_PASSWORD": "unused-here", "MODEL_SYNC_S": "2",
+            "PASS_ID_SECRET": PASS_ID_SECRET}
 BUNDLED_VERSION = "regno-sim-1"
 
 
@@ -50,6 +52,13 @@ def _post(path: str, body, key: str = KEY, **headers) -> requests.Response:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     return requests.post(f"{PUBLIC_URL}{path}", data=data, timeout=30,
                          headers={"content-type": "application/json", "x-api-key": key, **headers})
+
+
+def _internal_health(stack: ComposeStack) -> dict:
+    """/health from the proxy's internal door, the whole of it: compose does not publish that door, so it is asked
+    from inside the proxy's container."""
+    done = stack.exec("proxy", "wget", "-q", "-O", "-", "http://127.0.0.1:8081/health")
+    return json.loads(done.stdout)["body"] if done.returncode == 0 else {}
 
 
 def _rows_by_request(stack: ComposeStack, prefix: str) -> dict[str, int]:
@@ -73,11 +82,12 @@ def test_every_service_is_healthy_or_done_its_job(stack):
 
 
 def test_the_readme_curl_through_the_proxy(stack):
-    """The README's record through the proxy on 8080 gets the README's answer to the digit."""
+    """The README's record through the proxy on 8080 gets the README's answer to the digit (its pass id keyed with
+    this stack's PASS_ID_SECRET instead of make run's)."""
     record, answer = readme_curl()
     response = _post("/reg/", record)
     assert response.status_code == 200
-    assert response.json() == answer
+    assert response.json() == with_pass_id_of(answer, record, PASS_ID_SECRET)
     # SHAP through the pruned image: CatBoost's explanation path runs without the plotting stack.
     explained = _post("/reg/explain?top=3", record)
     assert explained.status_code == 200 and len(explained.json()["body"]["contributions"]) == 3, explained.text
@@ -103,9 +113,29 @@ def test_gunicorn_is_reachable_only_over_its_socket(stack):
     assert ports.stdout.strip() == ""
 
 
+def test_bulk_work_goes_to_the_bulk_pool(stack):
+    """A batch through the proxy is answered by api-bulk, at its lower CPU priority, a /reg/ pass by the api; both
+    pools share one process namespace, so their metric files in one folder never clash."""
+    record, _ = readme_curl()
+    assert _post("/reg/batch", [record, record], **{"X-Request-ID": "bulk-pool-batch"}).status_code == 200
+    assert _post("/reg/", record, **{"X-Request-ID": "bulk-pool-single"}).status_code == 200
+    wait_for(lambda: "bulk-pool-batch" in stack.logs("api-bulk"), 10, "the batch's access line in api-bulk")
+    assert "bulk-pool-single" not in stack.logs("api-bulk")
+    assert "bulk-pool-single" in stack.logs("api") and "bulk-pool-batch" not in stack.logs("api")
+    # The nice value of every gunicorn process of the bulk pool (its master and workers), read from /proc.
+    program = ("import os, pathlib; print(sorted({int((p / 'stat').read_text().rsplit(')', 1)[1].split()[16]) "
+               "for p in pathlib.Path('/proc').glob('[0-9]*') if p.name != str(os.getpid()) "
+               "and b'POOL=bulk' in (p / 'environ').read_bytes() and b'gunicorn' in (p / 'cmdline').read_bytes()}))")
+    niceness = stack.exec("api-bulk", "python", "-c", program)
+    assert niceness.stdout.strip() == "[10]", niceness
+    # The api's gunicorn is visible from api-bulk: one process namespace.
+    processes = stack.exec("api-bulk", "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
+    assert processes.stdout.count("gunicorn") >= 4, processes.stdout  # two masters and at least a worker each
+
+
 def test_our_containers_run_as_10001(stack):
     """Every service of ours, and the proxy and its exporter, runs as uid 10001, never root."""
-    for service in ("api", "model-syncer", "prediction-sink", "proxy-answers", "proxy", "nginx-exporter"):
+    for service in ("api", "api-bulk", "model-syncer", "prediction-sink", "proxy-answers", "proxy", "nginx-exporter"):
         assert stack.user_of(service) == 10001, service
 
 
@@ -163,8 +193,8 @@ def test_a_model_published_under_traffic(stack, tmp_path):
         stack.one_off("model-seed", "sh", "-c", "regno-model publish /upload/shifted.cbm --version regno-broken-3 && "
                       "truncate -s 4096 /srv/published-models/regno-broken-3/model.cbm && "
                       "regno-model promote regno-broken-3", volumes=[f"{tmp_path}:/upload:ro"])
-        refused = wait_for(lambda: (requests.get(f"{PUBLIC_URL}/health", timeout=5).json()["body"]["model_source"] or {})
-                           .get("last_refused"), 60, "the syncer's refusal in /health")
+        refused = wait_for(lambda: (_internal_health(stack).get("model_source") or {}).get("last_refused"), 60,
+                           "the syncer's refusal in /health")
         time.sleep(4)  # answers keep coming after the refusal
     outcomes = traffic.outcomes
     assert outcomes and all(outcome.status == 200 for outcome in outcomes), \

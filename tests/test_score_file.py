@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from loadtest.bench_score_file import REGNO_SCORE, run_measured, write_records
+from loadtest.bench.score_file import REGNO_SCORE, run_measured, write_records
 from model.records import FIELDS
 from training.simulate import simulate_records
 from tests.conftest import read_csv
@@ -100,8 +100,8 @@ def test_memory_stays_bounded_as_the_file_grows(tmp_path):
 
 
 def test_file_bench_reports_time_and_peak_memory():
-    """`python -m loadtest.bench_score_file` scores a generated file and prints rows, time and peak RSS."""
-    result = subprocess.run([sys.executable, "-m", "loadtest.bench_score_file", "--rows", "300", "--chunk-rows", "100"],
+    """`python -m loadtest.bench.score_file` scores a generated file and prints rows, time and peak RSS."""
+    result = subprocess.run([sys.executable, "-m", "loadtest.bench.score_file", "--rows", "300", "--chunk-rows", "100"],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     figures = re.search(r"^300 rows, [\d.]+ MB of CSV, chunks of 100: exit 0, ([\d.]+) s wall, peak RSS ([\d,]+) MiB$",

@@ -1,6 +1,6 @@
 """The team's original pick_regno approach: load the model and build a pandas Series on every call.
 
-Kept as an independent oracle for parity tests and as the baseline of `python -m loadtest.bench_record`.
+Kept as an independent oracle for parity tests and as the baseline of `python -m loadtest.bench.record`.
 The service never imports it.
 """
 

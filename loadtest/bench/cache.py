@@ -1,4 +1,4 @@
-"""What a cache hit costs against a model call, in one run: python -m loadtest.bench_cache [--rounds N].
+"""What a cache hit costs against a model call, in one run: python -m loadtest.bench.cache [--rounds N].
 
 Starts its own redis-server on a free port, builds three apps (no cache, L1 only, L2 only) on the bundled
 model, and times POST /reg/ through Flask's test client, plus the bare lookups, in interleaved rounds.
@@ -19,7 +19,7 @@ import orjson
 import redis
 
 from config import Settings
-from loadtest.bench_record import machine
+from loadtest.bench.record import machine
 from model.records import parse_record
 from training.simulate import simulate_records
 from service import create_app

@@ -1,9 +1,9 @@
 """The prediction log at the production rate: every answer has its row, and nothing is dropped.
 
-    python -m loadtest.bench_log [--rate 500] [--seconds 60] [--pass-index sqlite|redis]
+    python -m loadtest.bench.log [--rate 500] [--seconds 60] [--pass-index sqlite|redis]
 
 Starts gunicorn (2 sync workers) with PREDICTION_LOG_DIR in a temporary folder, sends unique records at a
-fixed rate from an open-loop client (loadtest/bench_stalled.py's), each with its own X-Request-ID, waits
+fixed rate from an open-loop client (loadtest/bench/stalled.py's), each with its own X-Request-ID, waits
 until the workers' shippers have put every row in Parquet, and prints the answers given, the rows found
 (by DuckDB, the documented query), the distinct request ids among them, the rows dropped (from /metrics)
 and the latency. Then it labels every answered pass by its request id through POST /reg/feedback, in
@@ -27,12 +27,14 @@ from pathlib import Path
 import redis
 import requests
 
-from loadtest.bench_cache import start_redis
-from loadtest.bench_record import machine
-from loadtest.bench_stalled import KEY, paced
+from loadtest.bench.cache import start_redis
+from loadtest.bench.record import machine
+from loadtest.bench.stalled import KEY, paced
 from loadtest.servers import gunicorn
 from service.predictions.query import connect, rows
 
+#: The label key the labels are sent with, and the pass-id secret the log needs in production.
+LABEL_KEY, PASS_ID_SECRET = "bench-label-key", "bench-pass-id-secret"
 #: Labels in one POST /reg/feedback (a clerk's batch; BATCH_REQUEST_MAX_RECORDS allows up to 1000).
 LABELS_PER_REQUEST = 100
 #: The true plate every label names: any well-formed plate will do, right or wrong.
@@ -65,8 +67,8 @@ def label_all(base_url: str, answered: int) -> tuple[int, float]:
     for start in range(0, answered, LABELS_PER_REQUEST):
         labels = [{"request_id": f"bench-{index}", "true_regno": TRUE_PLATE, "source": "bench"}
                   for index in range(start, min(start + LABELS_PER_REQUEST, answered))]
-        response = session.post(f"{base_url}/reg/feedback", json={"labels": labels}, headers={"x-api-key": KEY},
-                                timeout=30)
+        response = session.post(f"{base_url}/reg/feedback", json={"labels": labels},
+                                headers={"x-api-key": LABEL_KEY}, timeout=30)
         accepted += response.json()["body"]["accepted"]
     return accepted, time.perf_counter() - started
 
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     root = folder / "log" / "parquet"
     redis_process = None
     try:
-        env = {"API_KEYS": KEY, "PREDICTION_LOG_DIR": str(folder / "log"), "PREDICTION_LOG_SEGMENT_S": "2"}
+        env = {"API_KEYS": KEY, "LABEL_API_KEYS": f"bench:{LABEL_KEY}", "PASS_ID_SECRET": PASS_ID_SECRET,
+               "PREDICTION_LOG_DIR": str(folder / "log"), "PREDICTION_LOG_SEGMENT_S": "2"}
         if args.pass_index == "redis":
             redis_process, env["PASS_INDEX_URL"] = start_redis()
             index_client = redis.Redis.from_url(env["PASS_INDEX_URL"])

@@ -1,4 +1,4 @@
-"""Throughput of POST /reg/ with metrics and Sentry on against both off: python -m loadtest.bench_overhead.
+"""Throughput of POST /reg/ with metrics and Sentry on against both off: python -m loadtest.bench.overhead.
 
 Starts the service under the same gunicorn settings in both configurations, one after another, several
 rounds interleaved, and drives each with wrk for the same time. Sentry points at a local receiver, so
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import orjson
 
-from loadtest.bench_record import machine
+from loadtest.bench.record import machine
 from training.simulate import simulate_records
 from loadtest.servers import gunicorn
 

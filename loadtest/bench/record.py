@@ -1,6 +1,6 @@
 """In-process cost of one record: this service's path against the team's original approach.
 
-python -m loadtest.bench_record [--model PATH] [--records CSV] [--rounds N]
+python -m loadtest.bench.record [--model PATH] [--records CSV] [--rounds N]
 Prints a Markdown table with the machine and date, for the README.
 """
 

@@ -1,4 +1,4 @@
-"""regno-score on a generated file, its time and peak memory: python -m loadtest.bench_score_file [--rows N].
+"""regno-score on a generated file, its time and peak memory: python -m loadtest.bench.score_file [--rows N].
 
 Writes N rows (the simulator's records, repeated with a different recognition_accuracy per copy so
 every row is its own) to a CSV in a temporary folder, runs the regno-score console script on it, and
@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from loadtest.bench_record import machine
+from loadtest.bench.record import machine
 from model.records import FIELDS
 from training.simulate import simulate_records
 

@@ -1,4 +1,4 @@
-"""What a model source costs, in one run: python -m loadtest.bench_source [--swaps 20] [--rounds 3].
+"""What a model source costs, in one run: python -m loadtest.bench.source [--swaps 20] [--rounds 3].
 
 1. **Promotion time.** Two gunicorns (2 workers each), each with its own MODELS_DIR and syncer, follow one
    source: moto's S3 server, then a real MLflow server. Under steady traffic to both, the current pointer
@@ -27,7 +27,7 @@ from statistics import median
 import orjson
 import requests
 
-from loadtest.bench import lua_script, measure, print_tables
+from loadtest.bench.throughput import lua_script, measure, print_tables
 from loadtest.servers import Mlflow, Moto, Server, gunicorn, wait_for_line
 from model import BUNDLED_MODEL
 from model.manage import promote, publish

@@ -1,4 +1,4 @@
-"""Hostile clients against the front door, in one run: python -m loadtest.bench_stalled [--rate 500] [--seconds 15].
+"""Hostile clients against the front door, in one run: python -m loadtest.bench.stalled [--rate 500] [--seconds 15].
 
 Starts the stack `make serve` runs (nginx before two sync workers), opens --stalled-headers connections that
 send half a request header and --stalled-bodies that send a header and part of the body, then go quiet, and
@@ -29,7 +29,7 @@ from pathlib import Path
 import orjson
 import requests
 
-from loadtest.bench_record import machine
+from loadtest.bench.record import machine
 from training.simulate import simulate_records
 from loadtest.servers import gunicorn, serve
 

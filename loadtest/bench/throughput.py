@@ -11,7 +11,8 @@ request). The service runs with metrics on, Sentry on (a local receiver) and its
 Each is driven by wrk for the same time, in --rounds rounds that take the scenarios in turn; it prints
 the median req/s, records/s, p50, p99 and records/s against the floor's (each round against that
 round's floor), and the resident and proportional memory of the master and each worker after the
-last round."""
+last round. Then /reg/ at a fixed rate beside clients sending maximum-size batches, with and without the bulk
+pool (loadtest/bench/bulk.py; its options pass through: --rate, --bulk-seconds, --bulk-rounds, ...)."""
 
 from __future__ import annotations
 
@@ -32,9 +33,10 @@ from statistics import median
 import orjson
 import requests
 
-from loadtest.bench_cache import start_redis
-from loadtest.bench_overhead import SentrySink
-from loadtest.bench_record import machine
+from loadtest.bench import bulk as bench_bulk
+from loadtest.bench.cache import start_redis
+from loadtest.bench.overhead import SentrySink
+from loadtest.bench.record import machine
 from training.simulate import simulate_records
 from loadtest.servers import GUNICORN, free_port, service_env, start, start_stack, stop, workers_of
 
@@ -150,7 +152,7 @@ def measure(name: str, app: str, env: dict, script: Path, args, folder: Path, pr
 
 def main(argv: list[str] | None = None) -> int:
     """Run every scenario under one gunicorn setting and print the tables."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--worker-class", default="sync")
     parser.add_argument("--threads", type=int, default=1)
@@ -159,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3,
                         help="times every scenario runs, in turn; the tables give medians")
     parser.add_argument("--skip-team", action="store_true", help="leave out the team's approach (slow)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--skip-bulk", action="store_true", help="leave out /reg/ beside maximum-size batches")
+    args, rest = parser.parse_known_args(argv)
+    bulk_args = bench_bulk.arguments(rest, args.workers)  # its own options: --rate, --bulk-seconds, ...
 
     folder = Path(tempfile.mkdtemp(prefix="regno-bench-"))
     redis_process, redis_url = start_redis()
@@ -170,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     with_redis = {**service, "REDIS_URL": redis_url}
     # Every pass logged: spooled, sealed and shipped to Parquet by the workers' own threads while wrk runs
     # (segments sealed every 2 s, so shipping falls inside the measured seconds).
-    with_log = {**service, "PREDICTION_LOG_DIR": str(folder / "prediction-log"), "PREDICTION_LOG_SEGMENT_S": "2"}
+    with_log = {**service, "PREDICTION_LOG_DIR": str(folder / "prediction-log"), "PREDICTION_LOG_SEGMENT_S": "2",
+                "PASS_ID_SECRET": "bench-pass-id-secret"}
     records = simulate_records(1000, seed=11)
     marked = [dict(record, recognition_accuracy="__ACC__") for record in records]
     unique = lua_script([orjson.dumps(record) for record in marked], "unique", folder)
@@ -198,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         sink.shutdown()
         shutil.rmtree(folder, ignore_errors=True)
     print_tables(rounds, args)
+    if not args.skip_bulk:
+        print("\n/reg/ beside the biggest legal bulk work (loadtest/bench/bulk.py):\n")
+        bench_bulk.print_table(bench_bulk.run_cases(bulk_args), bulk_args)
     return 0
 
 

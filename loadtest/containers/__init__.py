@@ -28,8 +28,8 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 PUBLIC_URL = "http://127.0.0.1:8080"
 PROMETHEUS_URL = "http://127.0.0.1:9090"
 #: compose's default-profile services that run here: all but Grafana, which has no stand-in (not in Debian).
-RUNNING = ("api", "model-syncer", "proxy-answers", "proxy", "nginx-exporter", "redis", "nats", "prediction-sink",
-           "prometheus")
+RUNNING = ("api", "api-bulk", "model-syncer", "proxy-answers", "proxy", "nginx-exporter", "redis", "nats",
+           "prediction-sink", "prometheus")
 #: One-shots whose job is to exit 0 before the others start.
 ONE_SHOTS = ("model-seed", "model-sync", "proxy-config")
 #: What the running services and the load profile are made of: ours and the third-party images compose names.
@@ -122,6 +122,11 @@ class ComposeStack:
     def container(self, service: str) -> str:
         """The id of the service's container."""
         return self.run("ps", "--all", "--quiet", service).stdout.split()[0]
+
+    def logs(self, service: str) -> str:
+        """What the service's container has written to stdout and stderr."""
+        done = self.run("logs", "--no-color", "--no-log-prefix", service)
+        return done.stdout + done.stderr
 
     def exec(self, service: str, *command: str, check: bool = False) -> subprocess.CompletedProcess:
         """Run a command in the service's running container."""

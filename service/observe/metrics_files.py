@@ -2,7 +2,8 @@
 
 prometheus_client's multiprocess mode gives each process its own files and never deletes counter or
 histogram files, so a recycling worker pool would pile them up without bound. When a worker dies its
-files are added into one archive file per type (their totals must survive it) and removed.
+files are added into one archive file per type (their totals must survive it) and removed. Each gunicorn
+master has archives of its own (named after it), so the main and bulk pools can share one folder.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ def prepare(folder: Path) -> None:
         stale.unlink()
 
 
+def archive_file(folder: Path, kind: str) -> Path:
+    """This master's archive of one metric type (prometheus_client reads the type from the name's first part)."""
+    return folder / f"{kind}_archive-{os.getpid()}.db"
+
+
 def archive_dead_worker(folder: Path, pid: int) -> None:
     """Fold a dead worker's counters and histograms into the archive files, then drop its files."""
     mark_process_dead(pid, str(folder))  # its live gauges (workers alive, breaker state, model info) go
@@ -34,5 +40,5 @@ def archive_dead_worker(folder: Path, pid: int) -> None:
         dead = folder / f"{kind}_{pid}.db"
         if not dead.exists():
             continue
-        add_metric_file(dead, folder / f"{kind}_archive.db")
+        add_metric_file(dead, archive_file(folder, kind))
         os.unlink(dead)  # after the archive holds its values, so a scrape never loses a count

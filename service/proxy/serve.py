@@ -1,18 +1,18 @@
 """`make serve`: nginx in front of a multi-worker gunicorn on one machine, with the proxy's exporters beside them.
 
-gunicorn listens only on a unix socket in the run folder; nginx, on PUBLIC_BIND, is the one door in. The stack is
-ready when /health/ready answers 200 through nginx. SIGTERM or SIGINT stops nginx gracefully first (it stops
-accepting and finishes what it has in hand), then gunicorn (which finishes its own requests), so no request that
-reached the proxy is dropped.
+gunicorn listens only on a unix socket in the run folder; nginx, on PUBLIC_BIND, is the one door in. A second
+gunicorn, the bulk pool (BULK_WORKERS workers at a lower CPU priority, on a socket of its own), takes batches,
+explanations and labels, so they never hold a worker that /reg/ needs; the two pools share one metrics folder,
+so either's /metrics counts both. The stack is ready when /health/ready answers 200 through nginx and from the
+bulk pool. SIGTERM or SIGINT stops nginx gracefully first (it stops accepting and finishes what it has in hand),
+then both gunicorns (which finish their own requests), so no request that reached the proxy is dropped.
 """
 
 from __future__ import annotations
 
-import http.client
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,11 +21,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from config import Settings, SettingsError
+from service.probe import connection_to
 from service.proxy.nginx_config import render
 
 MTAIL_PROGRAM = Path(__file__).with_name("proxy_answers.mtail")
 #: The processes that serve; the exporters only observe, so losing one (say, its port is taken) is a warning.
-ESSENTIAL = ("gunicorn", "nginx")
+ESSENTIAL = ("gunicorn", "gunicorn-bulk", "nginx")
 #: Debian puts nginx in /usr/sbin, which a user's PATH may lack.
 _SYSTEM_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
@@ -42,23 +43,17 @@ def find_program(name: str, package: str) -> str:
     return found
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over a unix socket: how the supervisor asks nginx's internal listener."""
-
-    def __init__(self, path: Path, timeout: float):
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = str(path)
-
-    def connect(self) -> None:
-        """Connect to the socket instead of a host and port."""
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.socket_path)
-
-
 def ready_through_proxy(run_dir: Path) -> bool:
     """True when GET /health/ready, sent through nginx (its internal listener) to gunicorn, answers 200."""
-    connection = _UnixHTTPConnection(run_dir / "nginx-status.sock", timeout=2)
+    return ready_at(run_dir / "nginx-status.sock")
+
+
+def ready_at(socket_path: Path) -> bool:
+    """True when GET /health/ready on this unix socket answers 200."""
+    try:
+        connection = connection_to(f"unix:{socket_path}")
+    except OSError:
+        return False
     try:
         connection.request("GET", "/health/ready")
         return connection.getresponse().status == 200
@@ -71,8 +66,10 @@ def ready_through_proxy(run_dir: Path) -> bool:
 class Stack:
     """The processes of one `make serve`, started in order and stopped in the reverse order."""
 
-    def __init__(self, settings: Settings, run_dir: Path, gunicorn_config: Path):
+    def __init__(self, settings: Settings, run_dir: Path, gunicorn_config: Path, metrics_dir: Path):
         self.settings, self.run_dir, self.gunicorn_config = settings, run_dir, gunicorn_config
+        #: The Prometheus folder both pools write to (the main pool empties it as it starts).
+        self.metrics_dir = metrics_dir
         self.processes: dict[str, subprocess.Popen] = {}
         #: Signals received; a wait gives up as soon as one arrives.
         self.stopping: list[int] = []
@@ -110,11 +107,16 @@ class Stack:
         if answers.exists():
             # nginx's workers drop to an unprivileged user when it starts as root: they must reach the socket too.
             answers.chmod(0o666)
-        env = {**os.environ, "BIND": self.settings.bind, "FORWARDED_HOPS": str(self.settings.forwarded_hops)}
-        self._start("gunicorn", [str(Path(sys.executable).with_name("gunicorn")), "-c", str(self.gunicorn_config)],
-                    env=env)
+        gunicorn = [str(Path(sys.executable).with_name("gunicorn")), "-c", str(self.gunicorn_config)]
+        env = {**os.environ, "BIND": self.settings.bind, "BULK_BIND": self.settings.bulk_bind or "",
+               "FORWARDED_HOPS": str(self.settings.forwarded_hops), "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)}
+        self._start("gunicorn", gunicorn, env={**env, "POOL": "main"})
         # nginx after gunicorn has bound its socket (it loads the model first): no 502 while the stack starts.
         self._wait_for(lambda: (self.run_dir / "gunicorn.sock").exists(), "gunicorn's socket", 120)
+        if self.settings.bulk_bind:
+            # The bulk pool after the main one has emptied the metrics folder they share.
+            self._start("gunicorn-bulk", gunicorn, env={**env, "POOL": "bulk"})
+            self._wait_for(lambda: (self.run_dir / "gunicorn-bulk.sock").exists(), "the bulk pool's socket", 120)
         self._start("nginx", [nginx, "-c", str(conf)], env=dict(os.environ))
         self._wait_for(lambda: (self.run_dir / "nginx-status.sock").exists(), "nginx's status socket", 30)
         self._start("nginx-exporter", [exporter, "-nginx.scrape-uri",
@@ -135,8 +137,11 @@ class Stack:
             time.sleep(0.1)
 
     def wait_until_ready(self, seconds: float) -> None:
-        """Wait until /health/ready answers 200 through nginx."""
+        """Wait until /health/ready answers 200 through nginx, and from the bulk pool."""
         self._wait_for(lambda: ready_through_proxy(self.run_dir), "/health/ready through nginx", seconds)
+        if self.settings.bulk_bind:
+            self._wait_for(lambda: ready_at(self.run_dir / "gunicorn-bulk.sock"), "the bulk pool's /health/ready",
+                           seconds)
 
     def check_alive(self) -> None:
         """ServeError naming a serving process that has exited; one warning line for an exporter that has."""
@@ -150,24 +155,26 @@ class Stack:
                   f" serving goes on without its metrics", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
-        """nginx gracefully (SIGQUIT), then gunicorn (SIGTERM: it finishes its requests), then the exporters."""
+        """nginx gracefully (SIGQUIT), then both gunicorns (SIGTERM: they finish their requests), then the exporters."""
         grace = self.settings.graceful_timeout + 5
-        for name, sig in (("nginx", signal.SIGQUIT), ("gunicorn", signal.SIGTERM), ("nginx-exporter", signal.SIGTERM),
-                          ("mtail", signal.SIGTERM)):
-            process = self.processes.get(name)
-            if process is None or process.poll() is not None:
-                continue
-            process.send_signal(sig)
-            try:
-                process.wait(grace)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        for names, sig in ((("nginx",), signal.SIGQUIT), (("gunicorn", "gunicorn-bulk"), signal.SIGTERM),
+                           (("nginx-exporter", "mtail"), signal.SIGTERM)):
+            stopping = [process for name in names
+                        if (process := self.processes.get(name)) is not None and process.poll() is None]
+            for process in stopping:
+                process.send_signal(sig)
+            for process in stopping:
+                try:
+                    process.wait(grace)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
 
 def serving_settings(settings: Settings, run_dir: Path) -> Settings:
-    """The settings as make serve runs them: gunicorn on a socket in run_dir, trusting one proxy's headers."""
-    return replace(settings, bind=f"unix:{run_dir / 'gunicorn.sock'}", forwarded_hops=1)
+    """The settings as make serve runs them: both pools on sockets in run_dir, trusting one proxy's headers."""
+    bulk_bind = f"unix:{run_dir / 'gunicorn-bulk.sock'}" if settings.bulk_workers else None
+    return replace(settings, bind=f"unix:{run_dir / 'gunicorn.sock'}", bulk_bind=bulk_bind, forwarded_hops=1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     run_dir.chmod(0o755)  # mkdtemp's 0700 would shut out nginx's workers when it starts as root
     settings = serving_settings(settings, run_dir)
-    stack = Stack(settings, run_dir, gunicorn_config)
+    # One metrics folder for both pools, on tmpfs when there is one (as gunicorn.conf.py picks its own).
+    metrics_dir = settings.prometheus_multiproc_dir or Path(tempfile.mkdtemp(
+        prefix="regno-metrics-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None))
+    stack = Stack(settings, run_dir, gunicorn_config, metrics_dir)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda number, frame: stack.stopping.append(number))
     status = 0
@@ -192,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         stack.start()
         stack.wait_until_ready(120)
         scheme = "https" if settings.proxy_tls else "http"
-        print(f"regno-api serving on {scheme}://{settings.public_bind} (nginx -> gunicorn at {settings.bind})",
+        print(f"regno-api serving on {scheme}://{settings.public_bind} (nginx -> gunicorn at {settings.bind}; "
+              f"/metrics, /docs and the whole /health on http://{settings.proxy_internal_bind})",
               file=sys.stderr, flush=True)
         while not stack.stopping:
             stack.check_alive()
@@ -204,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop()
         if owned:
             shutil.rmtree(run_dir, ignore_errors=True)
+        if settings.prometheus_multiproc_dir is None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return status
 
 
