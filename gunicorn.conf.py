@@ -27,6 +27,10 @@ _shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 _metrics_dir = _settings.prometheus_multiproc_dir or Path(tempfile.mkdtemp(prefix="regno-metrics-", dir=_shm))
 _metrics_dir.mkdir(parents=True, exist_ok=True)  # emptied in on_starting, which runs once, not on reloads
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
+# The pools share that folder from containers that may each count pids from 1: files named after pool and pid.
+from service.observe.metrics_files import name_processes  # noqa: E402 - only once the folder is in the environment
+
+name_processes(_settings.pool)
 # The workers' heartbeat files are touched every few seconds: on tmpfs too, when there is one.
 worker_tmp_dir = _shm
 # Processes the master starts beside the workers (the prediction log's shipper), stopped in on_exit.
@@ -123,7 +127,7 @@ def child_exit(server, worker):
     """Fold a dead worker's metric files into the archive, so worker recycling does not pile files up."""
     from service.observe.metrics_files import archive_dead_worker
 
-    archive_dead_worker(_metrics_dir, worker.pid)
+    archive_dead_worker(_metrics_dir, worker.pid, _settings.pool)
 
 
 def on_exit(server):

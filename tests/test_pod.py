@@ -98,8 +98,6 @@ def _run_args(pod: str, spec: dict, container: dict) -> list[str]:
     """`docker run` arguments for a container of the pod, from its spec."""
     security = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
     args = ["--name", f"{pod}-{container['name']}", "--network", f"container:{pod}-pause"]
-    if spec.get("shareProcessNamespace"):
-        args += ["--pid", f"container:{pod}-pause"]
     if "runAsUser" in security:
         args += ["--user", f"{security['runAsUser']}:{security.get('runAsGroup', security['runAsUser'])}"]
     if security.get("readOnlyRootFilesystem"):

@@ -21,6 +21,7 @@ from model.registry import CANDIDATE, CURRENT, METADATA_FILE, MODEL_FILE, publis
 from model.scorer import Scorer
 from tests.conftest import API_KEY, KEYS_ENV, LABEL_KEY
 from training.simulate import simulate_records
+from service.observe.metrics_files import process_name
 from loadtest.servers import ROOT, children, gunicorn, prometheus, serve
 
 pytestmark = pytest.mark.gunicorn
@@ -298,8 +299,8 @@ def test_counts_survive_a_worker_restart_and_files_stay_bounded(scraped, record)
     _wait_for(base, SCORED, before + 30)
     _wait_for(base, "sum(regno_workers_alive)", 3)
     names = [path.name for path in metrics_dir.glob("*.db")]
-    assert not [name for name in names if name.endswith(f"_{victim}.db")]
-    master = server.process.pid
+    assert not [name for name in names if name.endswith(f"_{process_name('main', victim)}.db")]
+    master = process_name("main", server.process.pid)
     assert f"counter_archive-{master}.db" in names and f"histogram_archive-{master}.db" in names
 
 
