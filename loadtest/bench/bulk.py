@@ -22,6 +22,8 @@ from pathlib import Path
 from statistics import median
 from types import SimpleNamespace
 
+import orjson
+
 from config import Settings
 from loadtest.bench.record import machine
 from loadtest.bench.stalled import KEY, Run, paced
@@ -46,6 +48,8 @@ class Case:
     batch_s: float = float("nan")
     #: The bulk worker's RSS in MiB before the traffic and after it (None without a bulk pool).
     bulk_rss_mib: tuple[float, float] | None = None
+    #: The service's own p99 for the same /reg/ requests, from its access lines (duration_ms), in ms.
+    service_p99_ms: float = float("nan")
 
 
 def rss_mib(pid: int) -> float:
@@ -53,25 +57,34 @@ def rss_mib(pid: int) -> float:
     return int(re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M).group(1)) / 1024
 
 
+def service_p99_ms(output: str, prefix: str) -> float:
+    """The p99 of duration_ms in the service's access lines of the requests whose id starts with prefix."""
+    durations = sorted(line["duration_ms"] for line in map(orjson.loads, re.findall(r'^\{"ts".*$', output, re.M))
+                       if str(line.get("request_id", "")).startswith(prefix))
+    return durations[min(len(durations) - 1, int(0.99 * len(durations)))] if durations else float("nan")
+
+
 def measure(name: str, bulk_workers: str, with_batches: bool, body: bytes, args, folder: Path) -> Case:
     """Start the stack, warm it up, send /reg/ at the rate (beside the batch clients when asked), stop it."""
     env = {"API_KEYS": KEY, "BULK_WORKERS": bulk_workers}
+    prefix = f"bench-bulk-{time.monotonic_ns()}-"
     with serve(env, folder / "stack.log", workers=args.workers) as stack:
         host, port = stack.base_url.split("//")[1].split(":")
         bulk = workers_of(stack.gunicorn_pid("bulk")) if bulk_workers != "0" else []
         paced("warm-up", host, int(port), args, 2.0)
         before = rss_mib(bulk[0]) if bulk else None
         if not with_batches:
-            return Case(name, paced(name, host, int(port), args, args.seconds),
-                        bulk_rss_mib=(before, rss_mib(bulk[0])) if bulk else None)
+            run = paced(name, host, int(port), args, args.seconds, id_prefix=prefix)
+            return Case(name, run, bulk_rss_mib=(before, rss_mib(bulk[0])) if bulk else None,
+                        service_p99_ms=service_p99_ms(stack.output(), prefix))
         with BatchClients(f"{stack.base_url}/reg/batch", body, KEY, args.batch_clients) as clients:
             time.sleep(0.5)  # the first batches are in
-            run = paced(name, host, int(port), args, args.seconds)
+            run = paced(name, host, int(port), args, args.seconds, id_prefix=prefix)
         if set(clients.statuses) != {200}:
             raise SystemExit(f"bench: batches were answered {dict(clients.statuses)}")
         time.sleep(0.5)  # the worker has handed its last batch's memory back
         return Case(name, run, sum(clients.statuses.values()), clients.mean_s,
-                    (before, rss_mib(bulk[0])) if bulk else None)
+                    (before, rss_mib(bulk[0])) if bulk else None, service_p99_ms(stack.output(), prefix))
 
 
 def run_cases(args) -> list[list[Case]]:
@@ -95,15 +108,15 @@ def print_table(rounds: list[list[Case]], args) -> None:
           f"for {args.seconds:g} s; {args.batch_clients} clients sending batches of "
           f"{limits.batch_request_max_records:,} records ({limits.batch_request_max_bytes / 2**20:.0f} MiB cap) back "
           f"to back; everything on the same cores; median of {len(rounds)} round{'s' * (len(rounds) > 1)}.\n")
-    print("| case | /reg/ requests | failures | p50 ms | p99 ms | batches answered | s per batch | bulk worker MiB "
-          "before / after |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print("| case | /reg/ requests | failures | p50 ms | p99 ms | service's own p99 ms | batches answered | s per batch "
+          "| bulk worker MiB before / after |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for index, name in enumerate(case.name for case in rounds[0]):
         cases = [each[index] for each in rounds]
         memory = [case.bulk_rss_mib for case in cases if case.bulk_rss_mib]
         print(f"| {name} | {median(c.run.sent for c in cases):,.0f} | {median(c.run.failures for c in cases):,.0f} | "
               f"{median(c.run.percentile(0.5) for c in cases):.2f} | {median(c.run.percentile(0.99) for c in cases):.2f}"
-              f" | {median(c.batches for c in cases):,.0f} | "
+              f" | {median(c.service_p99_ms for c in cases):.2f} | {median(c.batches for c in cases):,.0f} | "
               f"{'-' if not cases[0].batches else f'{median(c.batch_s for c in cases):.2f}'} | "
               f"{' / '.join(f'{median(m[i] for m in memory):.0f}' for i in (0, 1)) if memory else '-'} |")
 
