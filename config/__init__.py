@@ -218,6 +218,8 @@ class Settings:
     quality_min_labels: int = 20
     #: Seconds a label's labelled_at may lie in the future, or before its pass was answered (clocks differ).
     label_clock_skew_s: float = 300.0
+    #: Seconds a request's labels may wait, all together, for passes the log has answered but not yet indexed.
+    label_pass_wait_s: float = 1.0
 
     @property
     def prediction_log_on(self) -> bool:
@@ -562,4 +564,5 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "QUALITY_PICK_ACCURACY_FLOOR": ("quality_pick_accuracy_floor", _probability),
     "QUALITY_MIN_LABELS": ("quality_min_labels", _positive_int),
     "LABEL_CLOCK_SKEW_S": ("label_clock_skew_s", _non_negative_float),
+    "LABEL_PASS_WAIT_S": ("label_pass_wait_s", _non_negative_float),
 }

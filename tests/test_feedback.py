@@ -473,3 +473,24 @@ def test_an_index_file_from_before_marks_and_key_names_is_upgraded(settings, tmp
     assert taken.status_code == 200, taken.get_json()
     corrected = client.label({"pass_id": "00000000000000a2", "true_regno": "А123ВС77", "correction": True})
     assert corrected.status_code == 200 and corrected.get_json()["body"]["results"][0]["corrects"]
+
+
+def test_a_label_sent_right_after_its_answer_is_never_unknown(tmp_path):
+    """Each of 20 passes labelled the moment its answer arrives (by pass id, then one by request id), well inside
+    the 50 ms before the log's writer indexes it, across 3 workers: every label is accepted, none unknown."""
+    env = {**KEYS_ENV, "PREDICTION_LOG_DIR": str(tmp_path / "log")}
+    passes = simulate(21, seed=27)
+    with gunicorn(env, tmp_path / "gunicorn.log", workers=3) as server:
+        scoring, labelling = requests.Session(), requests.Session()
+        scoring.headers["x-api-key"], labelling.headers["x-api-key"] = API_KEY, LABEL_KEY
+        results = []
+        for number, p in enumerate(passes):
+            request_id = f"right-after-{number}"
+            answer = scoring.post(f"{server.base_url}/reg/", json=p.record, timeout=10,
+                                  headers={"X-Request-ID": request_id}).json()["body"]
+            named = {"request_id": request_id} if number == 20 else {"pass_id": answer["pass_id"]}
+            results.append(labelling.post(f"{server.base_url}/reg/feedback", json={**named, "true_regno": p.plate},
+                                          timeout=10))
+    refused = [response.text for response in results if response.status_code != 200]
+    assert not refused, refused
+    assert {response.json()["body"]["results"][0]["status"] for response in results} == {"accepted"}

@@ -48,7 +48,8 @@ def feedback():
     single = isinstance(body, dict) and "labels" not in body
     raws = [body] if single else labels_of(body, state.settings.batch_request_max_records)
     results = take(raws, state.pass_index, state.prediction_log, state.settings.pick_threshold, state.metrics,
-                   key_name=g.key_name, skew_s=state.settings.label_clock_skew_s)
+                   key_name=g.key_name, skew_s=state.settings.label_clock_skew_s,
+                   index_wait_s=state.settings.label_pass_wait_s)
     if single and results[0]["status"] != ACCEPTED:  # one label: its refusal is the answer's status
         return fail(results[0]["message"], REFUSAL_STATUS[results[0]["error"]])
     accepted = sum(result["status"] == ACCEPTED for result in results)

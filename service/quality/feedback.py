@@ -3,7 +3,9 @@
 Flask-free: service/api/feedback.py reads the body and writes the envelope around take()'s results.
 A label is answered "accepted" only once its row is in the worker's journal (as durable as a prediction
 row); when it cannot be, even after the request's labels waited PREDICTION_LOG_BATCH_WAIT_S for room there,
-its claim is undone and the sender is told to retry.
+its claim is undone and the sender is told to retry. A pass the index lacks may have been answered a moment
+ago (the log's writers index a pass up to WRITE_INTERVAL_S after its answer): it is looked for again, up to
+LABEL_PASS_WAIT_S for the whole request, before its label is called unknown.
 
 A correction (`"correction": true`) replaces the label a pass has: the pass index swaps the pass's mark for
 the new one in one step and hands back the old one, whose verdicts are counted as retracted (the metrics
@@ -33,6 +35,8 @@ DUPLICATE, NOT_STORED, UNCORRECTABLE = "duplicate", "not_stored", "uncorrectable
 #: A label taken: a pass's first label, or a correction of the one it had.
 ACCEPTED, CORRECTED = "accepted", "corrected"
 RESULTS = (ACCEPTED, CORRECTED, MALFORMED, UNKNOWN, AMBIGUOUS, DUPLICATE, UNCORRECTABLE, NOT_STORED)
+#: Seconds between two looks at the index for passes answered but not yet indexed.
+INDEX_RETRY_S = 0.02
 
 
 class QualityObserver(Protocol):
@@ -68,6 +72,8 @@ class Taking(NamedTuple):
     skew_s: float
     #: Until when (time.monotonic) the request's labels may wait, all together, for room in the log's journal.
     deadline: float | None = None
+    #: Until when (time.monotonic) they may wait, all together, for passes answered but not yet indexed.
+    indexed_by: float = 0.0
 
 
 def _take(raws: list[Any], taking: Taking, results: list) -> None:
@@ -80,10 +86,10 @@ def _take(raws: list[Any], taking: Taking, results: list) -> None:
         except RecordError as error:
             results[position] = _refused(position, MALFORMED, str(error))
             continue
-        pass_id = label.pass_id or _pass_of_request(taking.index, label.request_id, position, results)
+        pass_id = label.pass_id or _pass_of_request(taking, label.request_id, position, results)
         if pass_id is not None:
             wanted[position] = (label, pass_id)
-    found = taking.index.find(sorted({pass_id for _, pass_id in wanted.values()}))
+    found = _find(taking, sorted({pass_id for _, pass_id in wanted.values()}))
     seen: set[str] = set()
     for position, (label, pass_id) in wanted.items():
         facts = found.get(pass_id)
@@ -149,7 +155,8 @@ def _counted_as(result: dict) -> str:
 
 
 def take(raws: list[Any], index: PassIndex, prediction_log: PredictionLog, threshold: float,
-         observer: QualityObserver | None = None, key_name: str | None = None, skew_s: float = 300.0) -> list[dict]:
+         observer: QualityObserver | None = None, key_name: str | None = None, skew_s: float = 300.0,
+         index_wait_s: float = 1.0) -> list[dict]:
     """One result per label, in order: accepted (a correction names the label it replaced), or rejected and why.
 
     When the index fails midway, the labels not yet taken are answered not_stored (send them again);
@@ -158,7 +165,7 @@ def take(raws: list[Any], index: PassIndex, prediction_log: PredictionLog, thres
     results: list[dict | None] = [None] * len(raws)
     try:
         _take(raws, Taking(index, prediction_log, threshold, observer, key_name, skew_s,
-                           prediction_log.wait_deadline()), results)
+                           prediction_log.wait_deadline(), time.monotonic() + index_wait_s), results)
     except INDEX_ERRORS as error:
         log.warning("pass index unavailable: %s: %s", type(error).__name__, error)
         for position, result in enumerate(results):
@@ -169,9 +176,25 @@ def take(raws: list[Any], index: PassIndex, prediction_log: PredictionLog, thres
     return results
 
 
-def _pass_of_request(index: PassIndex, request_id: str, position: int, results: list) -> str | None:
+def _find(taking: Taking, pass_ids: list[str]) -> dict[str, PassFacts]:
+    """The index's facts of the passes; those it lacks are asked for again until taking.indexed_by.
+
+    The log's writers index a pass after they write its row, up to WRITE_INTERVAL_S after its answer (longer
+    while they lag): a label sent right after its answer must not be called unknown for that.
+    """
+    found = taking.index.find(pass_ids)
+    while len(found) < len(pass_ids) and time.monotonic() < taking.indexed_by:
+        time.sleep(INDEX_RETRY_S)
+        found.update(taking.index.find([pass_id for pass_id in pass_ids if pass_id not in found]))
+    return found
+
+
+def _pass_of_request(taking: Taking, request_id: str, position: int, results: list) -> str | None:
     """The one pass a request answered; None (and the result says why) when it answered none or several."""
-    passes = index.passes_of_request(request_id)
+    passes = taking.index.passes_of_request(request_id)
+    while not passes and time.monotonic() < taking.indexed_by:  # answered a moment ago, not indexed yet (_find)
+        time.sleep(INDEX_RETRY_S)
+        passes = taking.index.passes_of_request(request_id)
     if len(passes) == 1:
         return passes[0]
     if passes:
