@@ -4,6 +4,7 @@ model sources' stores: moto's S3 server and an MLflow tracking server."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -67,6 +68,12 @@ def workers_of(master: int) -> list[int]:
             return b""
 
     return [child for child in children(master) if command(child) == command(master)]
+
+
+def memory(pid: int) -> tuple[int, int]:
+    """RSS and PSS of a process, in kB."""
+    fields = dict(re.findall(r"^(Rss|Pss):\s+(\d+) kB", Path(f"/proc/{pid}/smaps_rollup").read_text(), re.M))
+    return int(fields["Rss"]), int(fields["Pss"])
 
 
 def wait_until_ready(server: Server, seconds: float = 30.0) -> None:

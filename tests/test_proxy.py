@@ -24,6 +24,7 @@ from model.scorer import PROBE_RECORD
 from service.proxy.nginx_config import REFUSALS, render, upstream_address
 from service.proxy.serve import find_program
 from tests.conftest import API_KEY, raw_http
+from loadtest.bench.bulk import rss_mib
 from loadtest.bulk_clients import BatchClients, max_batch_body
 from loadtest.servers import ROOT, children, serve, start_stack, stop, wait_for_line, workers_of
 
@@ -606,23 +607,19 @@ def test_upstream_address_names_gunicorn_as_nginx_reaches_it():
     assert upstream_address("api:8000") == "api:8000"
 
 
+def _stat(pid: int) -> list[str]:
+    """A process's /proc stat fields after its name, from the state on (field 3 of proc(5) is the first)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _niceness(pid: int) -> int:
-    """A process's nice value, from /proc (the 19th field of its stat line)."""
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
-
-
-def _rss_mib(pid: int) -> float:
-    """A process's resident memory in MiB."""
-    return int(re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M).group(1)) / 1024
+    """A process's nice value (proc(5)'s 19th field)."""
+    return int(_stat(pid)[16])
 
 
 def _cpu_s(pids: list[int]) -> float:
-    """The CPU seconds (user and system) the processes have used."""
-    ticks = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+    """The CPU seconds (user and system, proc(5)'s 14th and 15th fields) the processes have used."""
+    return sum(int(fields[11]) + int(fields[12]) for fields in map(_stat, pids)) / os.sysconf("SC_CLK_TCK")
 
 
 def test_bulk_work_runs_on_a_pool_of_its_own(tmp_path):
@@ -635,7 +632,7 @@ def test_bulk_work_runs_on_a_pool_of_its_own(tmp_path):
         assert len(bulk_workers) == limits.bulk_workers
         assert {_niceness(pid) for pid in bulk_workers} == {limits.bulk_nice}
         assert {_niceness(pid) for pid in main_workers} == {0}
-        steady = _rss_mib(bulk_workers[0])
+        steady = rss_mib(bulk_workers[0])
         main_before, bulk_before = _cpu_s(main_workers), _cpu_s(bulk_workers)
         with BatchClients(f"{running.base_url}/reg/batch", body, API_KEY, clients=2) as clients:
             statuses = [_post(running.base_url).status_code for _ in range(200)]
@@ -647,4 +644,4 @@ def test_bulk_work_runs_on_a_pool_of_its_own(tmp_path):
         # Four batches or more (40,000 records) against 200 single records: the batches' CPU went to the bulk pool.
         assert bulk_cpu > 4 * main_cpu, (bulk_cpu, main_cpu)
         # Its objects are gone once a batch is answered: the worker is near where it started (its L1 cache now full).
-        assert _rss_mib(bulk_workers[0]) < steady + 100, (steady, _rss_mib(bulk_workers[0]))
+        assert rss_mib(bulk_workers[0]) < steady + 100, (steady, rss_mib(bulk_workers[0]))

@@ -28,7 +28,7 @@ from config import Settings
 from loadtest.bench.record import machine
 from loadtest.bench.stalled import KEY, Run, paced
 from loadtest.bulk_clients import BatchClients, max_batch_body
-from loadtest.servers import serve, workers_of
+from loadtest.servers import memory, serve, workers_of
 
 #: The cases: name, BULK_WORKERS, whether batch clients run beside /reg/.
 CASES = (
@@ -54,7 +54,7 @@ class Case:
 
 def rss_mib(pid: int) -> float:
     """A process's resident memory in MiB."""
-    return int(re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M).group(1)) / 1024
+    return memory(pid)[0] / 1024
 
 
 def service_p99_ms(output: str, prefix: str) -> float:

@@ -38,7 +38,7 @@ from loadtest.bench.cache import start_redis
 from loadtest.bench.overhead import SentrySink
 from loadtest.bench.record import machine
 from training.simulate import simulate_records
-from loadtest.servers import GUNICORN, free_port, service_env, start, start_stack, stop, workers_of
+from loadtest.servers import GUNICORN, free_port, memory, service_env, start, start_stack, stop, workers_of
 
 KEY = "bench-key"
 #: Records per POST /reg/batch in the batch scenario.
@@ -102,12 +102,6 @@ def _percentile(output: str, label: str) -> float:
     """A latency percentile from wrk's --latency table, in ms."""
     value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-
-def memory(pid: int) -> tuple[int, int]:
-    """RSS and PSS of a process, in kB."""
-    fields = dict(re.findall(r"^(Rss|Pss):\s+(\d+) kB", Path(f"/proc/{pid}/smaps_rollup").read_text(), re.M))
-    return int(fields["Rss"]), int(fields["Pss"])
 
 
 def serve(app: str, env: dict, folder: Path, workers: int, probe: bytes):

@@ -157,10 +157,10 @@ class Shipper:
             leftover = read_leftover(path)
             if leftover is None:
                 continue  # its worker lives
-            data = self.unwritten(path, leftover)
+            _, started_ms, pid = path.stem.split("-")
+            data = self.unwritten(path, pid, leftover)
             if data:
                 # Named after the journal: recovering the same journal twice writes the same segment.
-                _, started_ms, pid = path.stem.split("-")
                 segment = self.spool / f"seg-{started_ms}-{pid}-journal{SEALED}"
                 temporary = self.spool / f"new-{segment.name}"
                 with open(temporary, "wb") as stream:
@@ -172,8 +172,9 @@ class Shipper:
             path.unlink()
         return sealed
 
-    def unwritten(self, journal: Path, leftover: Leftover) -> bytes:
-        """The rows of a dead writer's journal that no segment holds (see the module's docstring)."""
+    def unwritten(self, journal: Path, pid: str, leftover: Leftover) -> bytes:
+        """The rows of a dead writer's journal (its writer's pid from its name) that no segment holds (see the module's
+        docstring)."""
         if leftover.rebooted:
             if leftover.rows:
                 log.warning("prediction log: %s is from before the host restarted; its rows are not recovered",
@@ -182,7 +183,6 @@ class Shipper:
         commit = leftover.commit
         if commit is None:
             return leftover.rows
-        pid = journal.stem.split("-")[2]
         name = segment_name(commit.segment_ms, pid, commit.sequence)
         segment = next((path for path in (self.spool / f"{name}{OPEN}", self.spool / f"{name}{SEALED}")
                         if path.exists()), None)
