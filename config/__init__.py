@@ -220,6 +220,10 @@ class Settings:
     label_clock_skew_s: float = 300.0
     #: Seconds a request's labels may wait, all together, for passes the log has answered but not yet indexed.
     label_pass_wait_s: float = 1.0
+    #: Labelled passes a candidate's replay must hold before `regno-model promote` may refuse it as worse.
+    replay_min_labels: int = 200
+    #: Processes regno-replay scores with; 0 means one per CPU.
+    replay_workers: int = 0
 
     @property
     def prediction_log_on(self) -> bool:
@@ -565,4 +569,6 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "QUALITY_MIN_LABELS": ("quality_min_labels", _positive_int),
     "LABEL_CLOCK_SKEW_S": ("label_clock_skew_s", _non_negative_float),
     "LABEL_PASS_WAIT_S": ("label_pass_wait_s", _non_negative_float),
+    "REPLAY_MIN_LABELS": ("replay_min_labels", _positive_int),
+    "REPLAY_WORKERS": ("replay_workers", _non_negative_int),
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol, Sequence
+from typing import Callable, NamedTuple, Protocol, Sequence
 
 from model.records import Record, canonical_bytes
 from model.routing import ModelSlot, Routing, pass_digest
@@ -58,11 +58,14 @@ class Scored(NamedTuple):
     pass_id: str
     #: "current", or "canary" when the candidate answered.
     arm: str
+    #: The pick threshold applied: the model's own, or PICK_THRESHOLD (ScoringEngine.threshold_of).
+    threshold: float
 
     def answer(self) -> dict:
-        """The answer body /reg/ gives: probabilities, the chosen plate and its source, the model, the pass id."""
+        """The answer body /reg/ gives: probabilities, the chosen plate and its source, the model and its threshold, the pass id."""
         return {"positive": self.score.positive, "negative": self.score.negative, "regno": self.regno,
-                "source": self.source, "model": self.slot.version, "pass_id": self.pass_id}
+                "source": self.source, "model": self.slot.version, "threshold": self.threshold,
+                "pass_id": self.pass_id}
 
 
 class ScoreStore(Protocol):
@@ -99,6 +102,15 @@ class ScoringEngine:
         self.observer = observer
         self.pass_key = pass_key
 
+    def threshold_of(self, slot: ModelSlot) -> float:
+        """The pick threshold of a model: its own when its metadata names one, else the engine's (PICK_THRESHOLD)."""
+        return self.threshold if slot.threshold is None else slot.threshold
+
+    def thresholds(self, routing: Routing) -> Callable[[str], float]:
+        """The pick threshold by model version: the routing's models' own, the engine's for any other version."""
+        own = {slot.version: self.threshold_of(slot) for slot in (routing.current, routing.candidate) if slot}
+        return lambda version: own.get(version, self.threshold)
+
     def score(self, records: Sequence[Record], routing: Routing) -> list[Scored]:
         """One result per record, in order; the misses are scored in one CatBoost call per answering model."""
         canonical = [canonical_bytes(record) for record in records]
@@ -122,8 +134,9 @@ class ScoringEngine:
             for position, score in zip(group, scores):
                 found[position] = (score, found[position][1])
         current = routing.current
-        results = [Scored(score, slot, *pick(record, score, self.threshold), origin, digest.hex(),
-                          "current" if slot is current else "canary")
+        thresholds = {id(slot): self.threshold_of(slot) for slot in (current, routing.candidate) if slot is not None}
+        results = [Scored(score, slot, *pick(record, score, thresholds[id(slot)]), origin, digest.hex(),
+                          "current" if slot is current else "canary", thresholds[id(slot)])
                    for record, slot, (score, origin), digest in zip(records, slots, found, digests)]
         if self.cache is not None:
             for position in missing:

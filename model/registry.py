@@ -1,7 +1,7 @@
 """Versioned model folders and the pointer files that name the current and candidate model.
 
 A model is a folder: `model.cbm` and `metadata.json` (version, created date, training data, held-out
-metrics, and the SHA-256 of `model.cbm`). A models directory holds such folders, named by version,
+metrics, the SHA-256 of `model.cbm`, and optionally the model's own pick `threshold`). A models directory holds such folders, named by version,
 and two pointer files: `current` names the folder that answers, `candidate` the one being tried (the
 file may be absent). Changing a pointer file (written to a temporary name, then renamed) is how a model
 is swapped or rolled back; `previous` remembers what `current` named before the last promotion, for a
@@ -56,6 +56,16 @@ def write_pointer(models_dir: Path, which: str, version: str | None) -> None:
     os.replace(temporary, path)  # readers see the old name or the new one, never half a file
 
 
+def metadata_threshold(metadata: dict) -> float | None:
+    """The pick threshold a model's metadata names (`threshold`), None when it names none; ValueError when not a probability."""
+    value = metadata.get("threshold")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"its metadata's threshold {value!r} is not a number from 0 to 1")
+    return float(value)
+
+
 def load_folder(folder: Path) -> Scorer:
     """The scorer of a model folder, after checking its metadata and the checksum of its model file."""
     metadata_path = folder / METADATA_FILE
@@ -74,8 +84,12 @@ def load_folder(folder: Path) -> Scorer:
     if metadata.get("sha256") != checksum:
         raise ModelLoadError(f"{model_path} does not match the checksum in {METADATA_FILE}: the file changed or is "
                              "incomplete")
+    try:
+        threshold = metadata_threshold(metadata)
+    except ValueError as error:
+        raise ModelLoadError(f"{metadata_path}: {error}") from None
     scorer = Scorer.load(model_path)
-    scorer.version = metadata["version"]
+    scorer.version, scorer.threshold = metadata["version"], threshold
     return scorer
 
 

@@ -47,13 +47,15 @@ class ModelSlot:
     identity: bytes
     #: The model's version, as answers name it.
     version: str
+    #: The model's own pick threshold (Scorer.threshold); None picks at the engine's.
+    threshold: float | None = None
 
     @classmethod
     def of(cls, scorer: Scorer, batch_max_size: int) -> "ModelSlot":
         """The slot of a loaded scorer."""
         # Through the scorer at call time, not a method bound now: what predicts is the scorer as it is then.
         return cls(scorer, MicroBatcher(lambda vectors: scorer.predict_vectors(vectors), batch_max_size),
-                   model_identity(scorer), scorer.version)
+                   model_identity(scorer), scorer.version, scorer.threshold)
 
 
 @dataclass(frozen=True)

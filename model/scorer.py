@@ -70,6 +70,9 @@ class Scorer:
     build_vector: Callable[[Record], list]
     cat_features: list[int]
     text_features: list[int]
+    #: The pick threshold the model's publisher chose for it (model/registry.py reads it from its metadata); None
+    #: leaves the engine's own (PICK_THRESHOLD).
+    threshold: float | None = None
     #: PID of the process whose probe prediction succeeded; native thread pools are per process.
     _probed_pid: int | None = field(default=None, repr=False)
     #: True once the probe found the direct route (see _predict_direct) gives the public route's answer.

@@ -4,7 +4,7 @@ Four checks, in order, each with the reason a refusal carries (the label of
 regno_model_sync_refusals_total):
 - `checksum`: the file's sha256 is the one its publisher recorded (a model another tool logged has
   none: then it is checked without one, and the result says so);
-- `unloadable`: CatBoost loads the file;
+- `unloadable`: CatBoost loads the file, and the pick threshold its metadata may name is a probability;
 - `features`: every feature it declares is one the contract builds, typed as the contract types it
   (features.py builds the vector in the model's own order, so any order of those names is served);
 - `probe`: the probe record scores a finite probability, and the one the publisher recorded, if any.
@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from model.registry import metadata_threshold
 from model.scorer import FeatureMismatch, ModelLoadError, Scorer, file_checksum
 
 REASONS = ("checksum", "unloadable", "features", "probe", "missing")
@@ -44,6 +45,10 @@ class Verified:
 
 def verify(model_path: Path, published: dict) -> Verified:
     """Run the four checks on a model file against what its publisher recorded; Refused at the first failure."""
+    try:
+        metadata_threshold(published)
+    except ValueError as error:
+        raise Refused("unloadable", str(error)) from None
     sha256 = file_checksum(model_path)
     recorded = published.get("sha256")
     if recorded is not None and recorded != sha256:

@@ -26,14 +26,15 @@ def _body(response):
 
 
 def test_score_answers_envelope(client, app, record):
-    """A good record gives probabilities, the pick and the model version."""
+    """A good record gives probabilities, the pick, the model version and the threshold it picked at."""
     response = client.post(json=record)
     assert response.status_code == 200
     assert response.mimetype == "application/json"
     envelope = _body(response)
     body = envelope["body"]
     assert envelope["status"] == "ok"
-    assert set(body) == {"positive", "negative", "regno", "source", "model", "pass_id"}
+    assert set(body) == {"positive", "negative", "regno", "source", "model", "threshold", "pass_id"}
+    assert body["threshold"] == app.extensions["regno"].settings.pick_threshold  # the bundled model names none
     assert body["positive"] + body["negative"] == pytest.approx(1.0)
     assert body["pass_id"] == pass_digest(canonical_bytes(parse_record(record)), pass_key(PASS_ID_SECRET)).hex()
     assert response.headers["X-Pass-Id"] == body["pass_id"]
@@ -179,7 +180,8 @@ def test_health_needs_no_key(app):
     assert (live.status_code, ready.status_code, status.status_code) == (200, 200, 200)
     body = _body(status)["body"]
     scorer = app.extensions["regno"].scorer
-    assert body["model"] == {"version": scorer.version, "checksum": scorer.checksum}
+    assert body["model"] == {"version": scorer.version, "checksum": scorer.checksum, "threshold": 0.5,
+                             "threshold_source": "pick_threshold"}
     assert body["uptime_s"] >= 0
     assert _body(ready)["body"]["model"] == scorer.version
 

@@ -25,7 +25,7 @@ from tests.test_model_swap import models_dir, second_model, with_candidate  # no
 from tests.test_parity import team_scorer  # noqa: F401 - fixture
 
 #: Keys of the /reg/ answer, which explain's answer starts with.
-ANSWER_KEYS = ("positive", "negative", "regno", "source", "model", "pass_id")
+ANSWER_KEYS = ("positive", "negative", "regno", "source", "model", "threshold", "pass_id")
 #: How far apart float sums in different orders may land.
 ROUNDING = 1e-9
 #: The scoring metrics: /reg/ moves them, explain must not.

@@ -64,12 +64,12 @@ def test_a_label_is_checked_key_by_key():
 def test_the_verdicts_of_a_label():
     """A label judges the answering model and, when shadow scoring ran, the candidate, each by its own pick."""
     facts = _facts(shadow_model="v2", shadow_positive=0.3, shadow_source="regno_recognize")
-    answered, shadow = judge(facts, "А123ВС77", 0.5)
+    answered, shadow = judge(facts, "А123ВС77", lambda model: 0.5)
     assert (answered.model, answered.arm, answered.ai_correct, answered.pick_correct, answered.camera_correct,
             answered.model_correct) == ("v1", "current", True, True, False, True)
     assert (shadow.model, shadow.arm, shadow.pick_correct, shadow.model_correct) == ("v2", "shadow", False, False)
     assert answered.log_loss == pytest.approx(-__import__("math").log(0.8))
-    both_wrong = judge(facts, "Х999ХХ99", 0.5)[0]
+    both_wrong = judge(facts, "Х999ХХ99", lambda model: 0.5)[0]
     assert not (both_wrong.ai_correct or both_wrong.pick_correct or both_wrong.camera_correct)
     assert both_wrong.model_correct is False  # it took the AI's plate, which was wrong
     assert log_loss(1.0, False) < 40  # clipped: one confident miss stays finite

@@ -181,3 +181,16 @@ def test_train_can_publish_straight_to_a_source(tmp_path):
     assert read_pointer(source, CANDIDATE).name == "tiny-pub"
     metadata = json.loads((source / "tiny-pub" / "metadata.json").read_text())
     assert verify(source / "tiny-pub" / "model.cbm", metadata).checksum_recorded
+
+
+def test_shuffled_labels_move_only_the_chosen_share_and_keep_the_counts():
+    """--shuffle-labels permutes the labels of a seeded share of passes among themselves; 0 changes nothing."""
+    labels = [1] * 600 + [0] * 400
+    assert train.shuffle_labels(labels, 0.0, seed=1) == labels
+    noisy = train.shuffle_labels(labels, 0.5, seed=1)
+    assert noisy == train.shuffle_labels(labels, 0.5, seed=1) and sum(noisy) == sum(labels)
+    changed = sum(a != b for a, b in zip(labels, noisy))
+    # Half the passes are shuffled; of those, about 2 * 0.6 * 0.4 = 48% change: 240 expected.
+    assert 150 < changed < 330
+    with pytest.raises(SystemExit):
+        train.parse_args(["--shuffle-labels", "1.5"])

@@ -71,6 +71,18 @@ def split(n: int, seed: int, holdout: float = HOLDOUT) -> tuple[list[int], list[
     return sorted(order[:cut]), sorted(order[cut:])
 
 
+def shuffle_labels(labels: Sequence[int], share: float, seed: int) -> list[int]:
+    """labels with those of a random share of positions shuffled among themselves: a model taught partly noise."""
+    rng = random.Random(seed)
+    chosen = rng.sample(range(len(labels)), round(share * len(labels)))
+    shuffled = [labels[i] for i in chosen]
+    rng.shuffle(shuffled)
+    noisy = list(labels)
+    for position, label in zip(chosen, shuffled):
+        noisy[position] = label
+    return noisy
+
+
 def pool(frame: pd.DataFrame, labels: Sequence[int] | None = None) -> Pool:
     """A CatBoost pool with the contract's categorical and text features."""
     return Pool(frame, label=labels, cat_features=list(CATEGORICAL), text_features=list(TEXT))
@@ -97,9 +109,10 @@ def positive_scores(model: CatBoostClassifier, data: Pool) -> list[float]:
 
 def command_line(args: argparse.Namespace) -> str:
     """The command that reproduces the model; --out is left out, it does not change the model."""
+    shuffled = f" --shuffle-labels {args.shuffle_labels}" if args.shuffle_labels else ""
     return (
         f"python -m training.train --rows {args.rows} --seed {args.seed} "
-        f"--iterations {args.iterations} --version {args.version}"
+        f"--iterations {args.iterations} --version {args.version}{shuffled}"
     )
 
 
@@ -111,6 +124,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="boosting iterations")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the .cbm model")
     parser.add_argument("--version", default=DEFAULT_VERSION, help="version stored in the model's metadata")
+    parser.add_argument("--shuffle-labels", type=float, default=0.0, metavar="SHARE",
+                        help="shuffle the training labels of this share of passes (0 to 1): a deliberately worse model")
     parser.add_argument("--publish", metavar="SOURCE", help="then publish it (regno-model publish) to a folder, "
                         "s3://bucket/prefix or models:/<name>")
     parser.add_argument("--as", dest="point", choices=("candidate", "current"),
@@ -118,6 +133,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rows < 50 or args.iterations < 1:
         parser.error("--rows must be at least 50 and --iterations at least 1")
+    if not 0.0 <= args.shuffle_labels <= 1.0:
+        parser.error("--shuffle-labels must be a share from 0 to 1")
     return args
 
 
@@ -129,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     frame = feature_frame([p.record for p in passes])
     labels = [p.label for p in passes]
     train_idx, test_idx = split(len(passes), args.seed)
-    model = fit(pool(frame.iloc[train_idx], [labels[i] for i in train_idx]), args.iterations, args.seed)
+    taught = shuffle_labels([labels[i] for i in train_idx], args.shuffle_labels, args.seed)
+    model = fit(pool(frame.iloc[train_idx], taught), args.iterations, args.seed)
 
     test_labels = [labels[i] for i in test_idx]
     scores = positive_scores(model, pool(frame.iloc[test_idx]))

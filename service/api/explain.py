@@ -50,9 +50,10 @@ def explain_one():
     slot = routing.for_pass(digest)
     top = parse_top(request.args.get("top"), len(slot.scorer.feature_names))
     explanation = explain(slot.scorer, record, top)
-    regno, source = pick(record, explanation.score, state.settings.pick_threshold)
+    threshold = state.engine.threshold_of(slot)
+    regno, source = pick(record, explanation.score, threshold)
     return ok({"positive": explanation.score.positive, "negative": explanation.score.negative, "regno": regno,
-               "source": source, "model": slot.version, "pass_id": digest.hex(),
+               "source": source, "model": slot.version, "threshold": threshold, "pass_id": digest.hex(),
                "raw_score": explanation.raw_score, "expected_value": explanation.expected_value,
                "contributions": [contribution.answer() for contribution in explanation.contributions],
                "other": explanation.other, "features": explanation.features})

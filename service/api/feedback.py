@@ -47,7 +47,7 @@ def feedback():
     body = decode_json(read_json_body(request))
     single = isinstance(body, dict) and "labels" not in body
     raws = [body] if single else labels_of(body, state.settings.batch_request_max_records)
-    results = take(raws, state.pass_index, state.prediction_log, state.settings.pick_threshold, state.metrics,
+    results = take(raws, state.pass_index, state.prediction_log, state.engine.thresholds(state.routing), state.metrics,
                    key_name=g.key_name, skew_s=state.settings.label_clock_skew_s,
                    index_wait_s=state.settings.label_pass_wait_s)
     if single and results[0]["status"] != ACCEPTED:  # one label: its refusal is the answer's status

@@ -44,8 +44,8 @@ def status():
     return ok(
         {
             "status": "ok",
-            "model": _model(routing.current),
-            "candidate": None if candidate is None else {**_model(candidate), "canary_share": routing.canary_share,
+            "model": _model(routing.current, state.engine),
+            "candidate": None if candidate is None else {**_model(candidate, state.engine), "canary_share": routing.canary_share,
                                                          "shadow_share": state.settings.shadow_share},
             "model_refused": state.model_refusal,
             "model_source": None if state.source_status is None else state.source_status.summary(),
@@ -55,6 +55,8 @@ def status():
     )
 
 
-def _model(slot) -> dict:
-    """A model's version and checksum."""
-    return {"version": slot.scorer.version, "checksum": slot.scorer.checksum}
+def _model(slot, engine) -> dict:
+    """A model's version, checksum and the pick threshold it is answered with (and whether it is its own)."""
+    return {"version": slot.scorer.version, "checksum": slot.scorer.checksum,
+            "threshold": engine.threshold_of(slot), "threshold_source": "pick_threshold" if slot.threshold is None
+            else "model"}

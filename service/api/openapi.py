@@ -196,6 +196,9 @@ def build(settings: Settings, model_version: str, answer_example: dict) -> dict:
                     "regno": {"type": "string", "description": "the picked plate"},
                     "source": {"type": "string", "enum": ["afts_regno_ai", "regno_recognize"]},
                     "model": {"type": "string", "description": "version of the model that answered"},
+                    "threshold": {"type": "number", "minimum": 0, "maximum": 1,
+                                  "description": "the pick threshold applied: the model's own when its metadata names "
+                                                 "one, else PICK_THRESHOLD"},
                     "pass_id": {"type": "string", "pattern": "^[0-9a-f]{16}$",
                                 "description": "the pass's id (a keyed hash of the record): labels name the pass "
                                                "by it"},

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Callable, NamedTuple, Protocol
 
 from model.records import RecordError
 from service.predictions.spool import PredictionLog
@@ -64,7 +64,8 @@ class Taking(NamedTuple):
 
     index: PassIndex
     prediction_log: PredictionLog
-    threshold: float
+    #: The pick threshold of a model version (ScoringEngine.thresholds).
+    threshold_of: Callable[[str], float]
     observer: QualityObserver | None
     #: The name of the label key that sent them (stored with each label; never the key).
     key_name: str | None
@@ -113,7 +114,7 @@ def _take(raws: list[Any], taking: Taking, results: list) -> None:
 def _store(position: int, label: Label, facts: PassFacts, taking: Taking) -> dict:
     """Claim (or, for a correction, take over) the pass's mark, store the label's row and count it: its result."""
     index, pass_id = taking.index, facts.pass_id
-    verdicts = judge(facts, label.true_regno, taking.threshold)
+    verdicts = judge(facts, label.true_regno, taking.threshold_of)
     label_id = new_label_id()
     new_mark = mark(label_id, verdicts)
     previous, replaced = None, None
@@ -154,7 +155,7 @@ def _counted_as(result: dict) -> str:
     return CORRECTED if "corrects" in result else ACCEPTED
 
 
-def take(raws: list[Any], index: PassIndex, prediction_log: PredictionLog, threshold: float,
+def take(raws: list[Any], index: PassIndex, prediction_log: PredictionLog, threshold_of: Callable[[str], float],
          observer: QualityObserver | None = None, key_name: str | None = None, skew_s: float = 300.0,
          index_wait_s: float = 1.0) -> list[dict]:
     """One result per label, in order: accepted (a correction names the label it replaced), or rejected and why.
@@ -164,7 +165,7 @@ def take(raws: list[Any], index: PassIndex, prediction_log: PredictionLog, thres
     """
     results: list[dict | None] = [None] * len(raws)
     try:
-        _take(raws, Taking(index, prediction_log, threshold, observer, key_name, skew_s,
+        _take(raws, Taking(index, prediction_log, threshold_of, observer, key_name, skew_s,
                            prediction_log.wait_deadline(), time.monotonic() + index_wait_s), results)
     except INDEX_ERRORS as error:
         log.warning("pass index unavailable: %s: %s", type(error).__name__, error)

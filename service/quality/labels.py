@@ -14,7 +14,7 @@ import os
 import re
 import time
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import orjson
 
@@ -122,13 +122,16 @@ def _time(value: Any) -> float | None:
     return moment.timestamp()
 
 
-def judge(facts: PassFacts, true_regno: str, threshold: float) -> list[Judged]:
-    """The label's verdict on each model that scored the pass: the one that answered, and the shadow if any."""
+def judge(facts: PassFacts, true_regno: str, threshold_of: Callable[[str], float]) -> list[Judged]:
+    """The label's verdict on each model that scored the pass: the one that answered, and the shadow if any.
+
+    threshold_of gives each model's pick threshold (ScoringEngine.thresholds), for its call's verdict.
+    """
     ai_correct, camera_correct = facts.ai == true_regno, facts.camera == true_regno
 
     def verdict(model: str, arm: str, positive: float, picked: str) -> Judged:
         return Judged(model, arm, positive, ai_correct, picked == true_regno, camera_correct,
-                      (positive >= threshold) == ai_correct, log_loss(positive, ai_correct))
+                      (positive >= threshold_of(model)) == ai_correct, log_loss(positive, ai_correct))
 
     verdicts = [verdict(facts.model, facts.arm, facts.positive, facts.regno)]
     if facts.shadow_model is not None:
