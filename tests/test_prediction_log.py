@@ -6,6 +6,7 @@ import mmap
 import os
 import random
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from config import SettingsError
-from loadtest.servers import ROOT, gunicorn, nats_server, service_env, start, stop
+from loadtest.servers import ROOT, gunicorn, nats_server, service_env, start, stop, wait_for_line
 from model.records import MAX_LIST_CHARS
 from service import create_app
 from service.observe.metrics import ServiceMetrics
@@ -304,6 +305,28 @@ def test_a_killed_worker_loses_no_answered_row(tmp_path):
     assert not missing, f"{len(missing)} answered requests have no row: {missing[:10]}"
     assert all(counts[request_id] == 1 for request_id in load.answered)
     assert set(counts) - set(load.answered) <= set(load.failed)
+
+
+@pytest.mark.gunicorn
+def test_a_stop_of_the_whole_group_ships_the_workers_last_rows(tmp_path):
+    """SIGTERM to gunicorn's whole process group (as a terminal's Ctrl-C sends it) reaches the shipper with the
+    workers: it still ships the row of a request the workers finish on their way out, before it goes."""
+    env = {**KEYS_ENV, "PREDICTION_LOG_DIR": str(tmp_path / "log"), "PREDICTION_LOG_SEGMENT_S": "60"}
+    with gunicorn(env, tmp_path / "gunicorn.log", workers=2) as server:
+        wait_for_line(server, "prediction-log shipper:", seconds=60)
+        body = orjson.dumps(simulate_records(1, seed=24)[0])
+        port = int(server.base_url.rsplit(":", 1)[1])
+        slow = socket.create_connection(("127.0.0.1", port), timeout=10)
+        slow.sendall(f"POST /reg/ HTTP/1.1\r\nHost: x\r\nx-api-key: {API_KEY}\r\nX-Request-ID: last\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:-1])
+        # The rest of the body comes a second after the stop: its worker answers it, then seals its last segment.
+        threading.Timer(1.0, slow.sendall, (body[-1:],)).start()
+    answer = slow.recv(65536)
+    slow.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    logged = rows(connect(tmp_path / "log" / "parquet"), "SELECT request_id FROM predictions")  # no waiting here
+    assert [row["request_id"] for row in logged] == ["last"]
+    assert not list((tmp_path / "log" / "spool").glob("seg-*"))
 
 
 @pytest.mark.gunicorn

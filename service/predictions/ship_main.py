@@ -20,11 +20,33 @@ from config import Settings, SettingsError
 from service import quality
 from service.observe.metrics import ServiceMetrics
 from service.predictions import log_setup
+from service.predictions.journal import SUFFIX as JOURNAL
+from service.predictions.locks import owner_is_gone
 
 log = logging.getLogger("regno")
 
 #: Added to the process's nice value: below the workers, which serve requests.
 NICENESS = 10
+#: Seconds a stopping shipper waits for the workers to seal their last rows (gunicorn.conf.py's on_exit waits 30).
+DRAIN_S = 15.0
+
+
+def writers_alive(spool) -> bool:
+    """True while a process that writes the spool (a worker, by its journal) lives."""
+    return any(owner_is_gone(journal) is False for journal in spool.glob(f"journal-*{JOURNAL}"))
+
+
+def drain(shipper, seconds: float = DRAIN_S) -> None:
+    """Ship until the workers have sealed their last rows and are gone, or seconds pass, then once more.
+
+    A SIGTERM to the whole process group (a terminal's Ctrl-C, `make run` stopped) reaches this process with the
+    workers: one last round at once would miss what they seal on their way out, until the next start.
+    """
+    deadline = time.monotonic() + seconds
+    while writers_alive(shipper.spool) and time.monotonic() < deadline:
+        shipper.step()
+        time.sleep(0.2)
+    shipper.step()
 
 
 def main() -> int:
@@ -47,7 +69,7 @@ def main() -> int:
     while not stopping:
         shipper.step()
         time.sleep(0.5)
-    shipper.step()  # what the workers sealed on their way out
+    drain(shipper)  # what the workers seal on their way out
     return 0
 
 
