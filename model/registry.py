@@ -6,7 +6,7 @@ and two pointer files: `current` names the folder that answers, `candidate` the 
 file may be absent). Changing a pointer file (written to a temporary name, then renamed) is how a model
 is swapped or rolled back; `previous` remembers what `current` named before the last promotion, for a
 rollback. The same layout is what an S3 source holds (model/sources/), and MODELS_DIR is the verified
-local copy of whatever the source holds. `regno-model` (model/manage.py) publishes and moves pointers.
+local copy of whatever the source holds. `regno-model` (model/lifecycle/manage.py) publishes and moves pointers.
 """
 
 from __future__ import annotations

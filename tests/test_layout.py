@@ -50,7 +50,7 @@ def test_private_library_parts_are_used_in_two_modules_only():
     assert users == SHORTCUT_MODULES
 
 
-@pytest.mark.parametrize("folder", ["model", "service", "service/api", "service/http", "service/cache", "loadtest/bench",
+@pytest.mark.parametrize("folder", ["model", "model/lifecycle", "service/replay", "service", "service/api", "service/http", "service/cache", "loadtest/bench",
                                     "service/observe", "service/lifecycle", "service/proxy", "training", "loadtest"])
 def test_every_folder_says_what_lives_in_it(folder):
     """Each package opens with a docstring, and holds a handful of modules."""

@@ -21,8 +21,8 @@ from catboost import CatBoostClassifier, Pool
 from model import BUNDLED_MODEL
 from model.registry import CANDIDATE, CURRENT, METADATA_FILE, MODEL_FILE, PREVIOUS, describe, read_pointer
 from model.sources import SourceOptions, open_source
-from model.sync import ModelSyncer, read_status
-from model.verify import Refused, verify
+from model.lifecycle.sync import ModelSyncer, read_status
+from model.lifecycle.verify import Refused, verify
 from service import create_app
 from tests.conftest import API_KEY, ApiClient
 from loadtest.servers import ROOT, Moto, gunicorn, serve, wait_for_line
@@ -77,7 +77,7 @@ def bucket_of(uri: str) -> tuple[str, str]:
 
 def regno_model(*args: str, env: dict) -> subprocess.CompletedProcess:
     """Run regno-model (its module, as the console script does) with env added."""
-    return subprocess.run([sys.executable, "-m", "model.manage", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "model.lifecycle.manage", *args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, **env}, timeout=120)
 
 
@@ -158,7 +158,7 @@ def test_the_syncer_follows_s3_and_refuses_each_bad_model(s3, moto, settings, tm
     source, cache = open_source(s3, options(moto)), tmp_path / "cache"
     bucket, prefix = bucket_of(s3)
     client = boto3.client("s3", endpoint_url=moto.url)
-    from model.manage import promote, publish
+    from model.lifecycle.manage import promote, publish
 
     publish(source, BUNDLED_MODEL, "v1", CURRENT)
     syncer = ModelSyncer(source, cache)
@@ -220,7 +220,7 @@ def regno_sync(*args: str, env: dict) -> subprocess.Popen:
 def test_the_source_down_at_start_warm_cold_and_mid_run(s3, moto, settings, tmp_path, second_model):  # noqa: F811
     """Warm: starts on the cache and says so. Cold: waits with one line, then syncs once back. Mid-run: catches up."""
     source = open_source(s3, options(moto))
-    from model.manage import promote, publish
+    from model.lifecycle.manage import promote, publish
 
     publish(source, BUNDLED_MODEL, "v1", CURRENT)
     warm, cold = tmp_path / "warm", tmp_path / "cold"
@@ -278,7 +278,7 @@ def test_two_instances_follow_one_source_under_load(s3, moto, tmp_path, simulate
     """Two gunicorns, each with its own MODELS_DIR and syncer: a promotion reaches every worker, a bad model none,
     and no request fails."""
     source = open_source(s3, options(moto))
-    from model.manage import promote, publish
+    from model.lifecycle.manage import promote, publish
 
     publish(source, BUNDLED_MODEL, "v1", CURRENT)
     publish(source, second_model, "v2")
@@ -346,7 +346,7 @@ def test_make_serve_runs_the_syncer_for_a_remote_source(s3, moto, tmp_path, reco
     """make serve's stack (nginx before gunicorn) on an s3:// source: it starts on the verified model, /health says
     where it came from, and a promotion at the source reaches the answers through the proxy."""
     source = open_source(s3, options(moto))
-    from model.manage import promote, publish
+    from model.lifecycle.manage import promote, publish
 
     publish(source, BUNDLED_MODEL, "v1", CURRENT)
     publish(source, second_model, "v2", CANDIDATE)
@@ -378,7 +378,7 @@ def test_a_refusal_reaches_sentry_with_its_reason(tmp_path, receiver):
     """regno-sync with SENTRY_DSN (a local receiver): a damaged current model is one warning event, tagged with
     the check it failed, the pointer and the version; the syncer exits 1 with nothing verified to serve."""
     source = tmp_path / "source"
-    from model.manage import publish
+    from model.lifecycle.manage import publish
 
     publish(open_source(str(source), SourceOptions()), BUNDLED_MODEL, "v1", CURRENT)
     (source / "v1" / MODEL_FILE).write_bytes(BUNDLED_MODEL.read_bytes()[:4000])

@@ -17,11 +17,11 @@ import pytest
 import requests
 
 from model import BUNDLED_MODEL
-from model.manage import promote, publish, rollback
+from model.lifecycle.manage import promote, publish, rollback
 from model.registry import CANDIDATE, CURRENT, PREVIOUS, read_pointer
 from model.scorer import Scorer
 from model.sources import SourceOptions, open_source
-from model.sync import ModelSyncer, read_status
+from model.lifecycle.sync import ModelSyncer, read_status
 from tests.conftest import API_KEY
 from loadtest.servers import ROOT, Mlflow, gunicorn, wait_for_line
 from tests.test_model_swap import second_model  # noqa: F401 - a fixture
@@ -82,7 +82,7 @@ def test_publish_promote_and_rollback_move_the_aliases(registry, second_model, t
 def test_the_command_line_publishes_to_the_registry(registry, server):
     """regno-model publish --to models:/... with MLFLOW_TRACKING_URI: the version's name on stdout, no password."""
     uri, options = registry
-    run = subprocess.run([sys.executable, "-m", "model.manage", "publish", str(BUNDLED_MODEL), "--to", uri,
+    run = subprocess.run([sys.executable, "-m", "model.lifecycle.manage", "publish", str(BUNDLED_MODEL), "--to", uri,
                           "--current"], cwd=ROOT, capture_output=True, text=True, timeout=180,
                          env={**os.environ, "MLFLOW_TRACKING_URI": options.mlflow_tracking_uri})
     assert run.returncode == 0, run.stderr

@@ -13,7 +13,7 @@ from model.records import parse_record
 from model.registry import CANDIDATE, CURRENT, METADATA_FILE, load_folder, publish, write_pointer
 from model.scorer import ModelLoadError
 from model.sources.folder import FolderSource
-from model.sync import ModelSyncer
+from model.lifecycle.sync import ModelSyncer
 from service import create_app
 from tests.conftest import ApiClient
 from training.simulate import simulate_records

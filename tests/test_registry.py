@@ -66,12 +66,12 @@ def test_pointers_are_written_whole_and_removable(tmp_path):
 
 def test_publish_command_points_at_the_new_folder(tmp_path):
     """`regno-model publish` to a folder prints the version and can make it the candidate."""
-    run = subprocess.run([sys.executable, "-m", "model.manage", "publish", str(BUNDLED_MODEL), "--to",
+    run = subprocess.run([sys.executable, "-m", "model.lifecycle.manage", "publish", str(BUNDLED_MODEL), "--to",
                           str(tmp_path), "--version", "v9", "--candidate"], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "v9"
     assert read_pointer(tmp_path, CANDIDATE).name == "v9"
-    again = subprocess.run([sys.executable, "-m", "model.manage", "publish", str(BUNDLED_MODEL), "--models-dir",
+    again = subprocess.run([sys.executable, "-m", "model.lifecycle.manage", "publish", str(BUNDLED_MODEL), "--models-dir",
                             str(tmp_path), "--version", "v9"], cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 2 and "never overwritten" in again.stderr
 

@@ -171,7 +171,7 @@ def test_shipped_model_loads_with_contract_features_and_version():
 def test_train_can_publish_straight_to_a_source(tmp_path):
     """--publish hands the new model to regno-model: a verified folder and, with --as, the candidate pointer."""
     from model.registry import CANDIDATE, read_pointer
-    from model.verify import verify
+    from model.lifecycle.verify import verify
 
     source = tmp_path / "source"
     with contextlib.redirect_stdout(io.StringIO()) as printed:

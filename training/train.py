@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"of {args.rows} passes; {args.iterations} iterations, {time.monotonic() - started:.1f} s in all -> {args.out}"
     )
     if args.publish:
-        from model.manage import main as regno_model  # the team's one way to publish, with its settings and errors
+        from model.lifecycle.manage import main as regno_model  # the team's one way to publish, with its settings and errors
 
         point = [f"--{args.point}"] if args.point else []
         return regno_model(["publish", str(args.out), "--to", args.publish, "--version", args.version, *point])

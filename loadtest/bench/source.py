@@ -30,7 +30,7 @@ import requests
 from loadtest.bench.throughput import lua_script, measure, print_tables
 from loadtest.servers import Mlflow, Moto, Server, gunicorn, wait_for_line
 from model import BUNDLED_MODEL
-from model.manage import promote, publish
+from model.lifecycle.manage import promote, publish
 from model.registry import CURRENT
 from model.sources import ModelSource, SourceOptions, open_source
 from training.simulate import simulate_records

@@ -2,8 +2,8 @@
 
 Each source keeps the same small interface (base.ModelSource): read a pointer (`current`, `candidate`,
 `previous`), fetch a version's model file and the metadata its publisher recorded, publish, move a pointer.
-The syncer (model/sync.py) copies from any of them into MODELS_DIR and verifies there; regno-model
-(model/manage.py) publishes to any of them.
+The syncer (model/lifecycle/sync.py) copies from any of them into MODELS_DIR and verifies there; regno-model
+(model/lifecycle/manage.py) publishes to any of them.
 """
 
 from __future__ import annotations

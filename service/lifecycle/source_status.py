@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from model import SYNC_STATUS_FILE
-from model.sync import read_status
+from model.lifecycle.sync import read_status
 
 
 class SourceStatus:

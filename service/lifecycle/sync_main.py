@@ -1,4 +1,4 @@
-"""regno-sync: the model syncer as a process of its own, one per host or pod (model/sync.py does the work).
+"""regno-sync: the model syncer as a process of its own, one per host or pod (model/lifecycle/sync.py does the work).
 
     regno-sync                 sync every MODEL_SYNC_S until SIGTERM (the sidecar; make serve starts it)
     regno-sync --until-ready   sync until MODELS_DIR holds a verified current model, then exit 0 (init container)
@@ -23,7 +23,7 @@ from model import SYNC_STATUS_FILE
 from service.observe import heartbeat
 
 if TYPE_CHECKING:
-    from model.sync import ModelSyncer
+    from model.lifecycle.sync import ModelSyncer
 
 log = logging.getLogger("regno")
 
@@ -32,7 +32,7 @@ def build_syncer(settings: Settings) -> ModelSyncer:
     """The syncer the settings describe, reporting refusals to Sentry when it is on."""
     # Here, not at the top: `regno-sync --check` runs every few seconds and needs no CatBoost, source or Sentry.
     from model.sources import SourceOptions, open_source
-    from model.sync import ModelSyncer
+    from model.lifecycle.sync import ModelSyncer
     from service.observe import sentry
 
     source = open_source(settings.model_source, SourceOptions.of(settings))

@@ -14,7 +14,7 @@ from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMet
 
 from model.engine import ORIGINS, Scored
 from model.scorer import Scorer
-from model.verify import REASONS as REFUSAL_REASONS
+from model.lifecycle.verify import REASONS as REFUSAL_REASONS
 from service.cache.redis_store import EVENTS
 from service.internals import unproxied
 from service.quality.feedback import RESULTS as LABEL_RESULTS

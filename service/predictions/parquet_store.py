@@ -2,6 +2,7 @@
 
     ROOT/day=2026-12-03/<name>.parquet          the predictions
     ROOT/labels/day=2026-12-03/<name>.parquet   the labels, by the day they arrived
+    ROOT/replays/<version>/day=2026-12-03/part-0.parquet   a candidate's replay of the passes (regno-replay)
 
 A file is named after what it came from (a segment, or a JetStream message), so shipping the same thing
 twice writes the same file again instead of a second copy. DuckDB reads the folder with no server
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import orjson
 
-from service.predictions.rows import PREDICTIONS, TABLES, Table, row_day, split_tables
+from service.predictions.rows import PREDICTIONS, REPLAYS, TABLES, Table, row_day, split_tables
 
 _DAY = re.compile(r"^day=(\d{4}-\d{2}-\d{2})$")
 #: Seconds between two retention passes of a running shipper or sink.
@@ -92,3 +93,13 @@ def remove_expired(root: Path, days: int) -> list[str]:
 def parquet_glob(root: Path, table: Table = PREDICTIONS) -> str:
     """The glob DuckDB reads a table of the log with."""
     return str(table_root(root, table) / "day=*" / "*.parquet")
+
+
+def replay_folder(root: Path, version: str) -> Path:
+    """The folder of a candidate version's replay: its day partitions and its summary."""
+    return table_root(root, REPLAYS) / version
+
+
+def replays_glob(root: Path) -> str:
+    """The glob of every version's replay rows; a folder whose name starts with "." is a replay being written."""
+    return str(table_root(root, REPLAYS) / "[!.]*" / "day=*" / "*.parquet")

@@ -7,14 +7,22 @@
 
 `predictions` is a view over PREDICTION_LOG_PARQUET_DIR (or PREDICTION_LOG_DIR/parquet, or --dir) with
 the day partition as a column, and `labels` one over its labels/ folder (POST /reg/feedback); files written
-before a column was added read as null in it. Rows are printed as JSON lines. Exit status 2 when the folder
-or the query is unusable, with one line saying why, and when the `log` extra (DuckDB and pyarrow) is not
-installed.
+before a column was added read as null in it. `replays` is one over its replays/ folder: every candidate
+version's latest replay of the log (regno-replay), a row per pass with the candidate's score and pick beside
+the answer the log holds (`model` is the candidate, `answered_model` the model that answered), e.g.
+
+    regno-log sql "SELECT model, count(*) AS passes, count(*) FILTER (WHERE regno <> answered_regno) AS flips
+                   FROM replays GROUP BY model"
+
+A table with nothing written yet (no label, no replay) is an empty table of the same columns. Rows are
+printed as JSON lines. Exit status 2 when the folder or the query is unusable, with one line saying why, and
+when the `log` extra (DuckDB and pyarrow) is not installed.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -24,8 +32,8 @@ import orjson
 
 from config import Settings, SettingsError
 from config.extras import missing
-from service.predictions.parquet_store import parquet_glob, remove_expired
-from service.predictions.rows import LABELS, PREDICTIONS, Table
+from service.predictions.parquet_store import parquet_glob, remove_expired, replays_glob
+from service.predictions.rows import LABELS, PREDICTIONS, REPLAYS, Table
 
 #: "Passes like this one": the same camera and the same plate templates, on the given day.
 DECIDED_SQL = """
@@ -53,23 +61,34 @@ def _absent_columns(connection, source: str, table: Table) -> str:
 
 
 def connect(root: Path):
-    """A DuckDB connection in memory with the views `predictions` and `labels` over the Parquet files under root."""
+    """A DuckDB connection in memory with the views `predictions`, `labels` and `replays` over root's Parquet files."""
     import duckdb  # the `log` extra: the service itself never queries its log
 
     if not any(root.glob("day=*/*.parquet")):
         raise FileNotFoundError(f"no prediction-log Parquet files under {root}")
     connection = duckdb.connect()
     for table in (PREDICTIONS, LABELS):
-        pattern = parquet_glob(root, table)
-        if table is PREDICTIONS or any(Path(pattern).parent.parent.glob("day=*/*.parquet")):
-            quoted = pattern.replace("'", "''")
-            source = f"read_parquet('{quoted}', hive_partitioning = true, union_by_name = true)"
-            connection.execute(f"CREATE VIEW {table.name} AS SELECT *{_absent_columns(connection, source, table)} "
-                               f"FROM {source}")
-        else:  # no label yet: an empty table of the same columns, so queries that join labels still run
-            empty = table.arrow_table([])
-            connection.execute(f"CREATE TABLE {table.name} AS SELECT *, NULL::VARCHAR AS day FROM empty")
+        attach(connection, table, parquet_glob(root, table))
+    attach(connection, REPLAYS, replays_glob(root))
     return connection
+
+
+def attach(connection, table: Table, pattern: str) -> None:
+    """(Re)define the view table.name over the Parquet files of glob pattern, with the day partition as a column.
+
+    With no such file, an empty table of the same columns, so queries that join it still run.
+    """
+    for (kind,) in connection.execute("SELECT table_type FROM information_schema.tables WHERE table_name = $name",
+                                      {"name": table.name}).fetchall():
+        connection.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} {table.name}")
+    if glob.glob(pattern):
+        quoted = pattern.replace("'", "''")
+        source = f"read_parquet('{quoted}', hive_partitioning = true, union_by_name = true)"
+        connection.execute(f"CREATE VIEW {table.name} AS SELECT *{_absent_columns(connection, source, table)} "
+                           f"FROM {source}")
+    else:
+        empty = table.arrow_table([])
+        connection.execute(f"CREATE TABLE {table.name} AS SELECT *, NULL::VARCHAR AS day FROM empty")
 
 
 def rows(connection, sql: str, parameters: dict | None = None) -> list[dict]:

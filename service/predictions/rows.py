@@ -95,6 +95,20 @@ LABELS = Table(
      ("shadow_pick_correct", "bool")),
     "labels",
 )
+#: A pass of the log scored again by a candidate model (regno-replay): the pass's first logged time and id, its
+#: camera and both plates, the candidate's version, pick threshold, score and pick, then the answer the log holds
+#: for it (the model and arm that answered, its score and pick), and the id of the replay run. Kept apart from the
+#: log, under replays/<version>/ (service/replay/store.py), one folder per candidate version; not in TABLES, so
+#: the log's retention leaves replays alone.
+REPLAYS = Table(
+    "replays",
+    ("ts", "pass_id", "camera_type", "camera_class", "regno_recognize", "afts_regno_ai",
+     "model", "threshold", "positive", "regno", "source",
+     "answered_model", "answered_arm", "answered_positive", "answered_regno", "answered_source", "replay_id"),
+    (("ts", "timestamp"), ("threshold", "float64"), ("positive", "float64"), ("answered_positive", "float64")),
+    "replays",
+)
+#: The tables the log's writers fill (and its retention prunes).
 TABLES = (PREDICTIONS, LABELS)
 #: Kept for readers of the prediction rows' column order.
 COLUMNS = PREDICTIONS.columns

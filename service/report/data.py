@@ -6,7 +6,9 @@ counts rows (a resent pass is traffic too); quality counts each pass once per mo
 answer from that model. The candidate's shadow scores form a third arm, "shadow", whose pick is the AI's plate
 when shadow_source names it, else the camera's.
 Every quality figure is computed here from the predictions and the true plates, not from the label rows'
-precomputed flags, so the report is exact against the log.
+precomputed flags, so the report is exact against the log. A candidate replayed over the window (regno-replay's
+rows in the `replays` view) is summarised by service/replay/verdict.py, the same numbers `regno-replay --json`
+gives for that window.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -21,6 +24,7 @@ import numpy as np
 from model.engine import AI
 from model.evaluation import accuracy, calibration, log_loss, roc_auc
 from model.profile import CATEGORICAL, categorical_shift, drift, inputs_of
+from model.lifecycle.promotion_gate import latest_replay
 from model.records import FIELDS
 from service.predictions.query import rows
 from service.report.references import References
@@ -59,18 +63,22 @@ class Window:
                 "last_day": (self.end - timedelta(microseconds=1)).date()}
 
 
+#: The common table `truth`: each labelled pass's true plate, the latest of its labels no correction replaced.
+#: Every query that judges a pick against the truth (this report's, service/replay's) joins this one.
+TRUTH = """truth AS (
+    SELECT pass_id, arg_max(true_regno, ts) AS true_regno FROM labels
+    WHERE NOT EXISTS (SELECT 1 FROM labels AS later WHERE later.corrects = labels.label_id)
+    GROUP BY pass_id
+)"""
+
 #: The window's prediction rows, their latest true plate per pass, and one answer per pass and (model, arm).
-_BASE = """
+_BASE = f"""
 WITH window_rows AS (
     SELECT * FROM predictions
     WHERE ts >= $start AND ts < $end AND day BETWEEN $first_day AND $last_day
 ), scored AS (
     SELECT * FROM window_rows WHERE error IS NULL AND model IS NOT NULL
-), truth AS (
-    SELECT pass_id, arg_max(true_regno, ts) AS true_regno FROM labels
-    WHERE NOT EXISTS (SELECT 1 FROM labels AS later WHERE later.corrects = labels.label_id)
-    GROUP BY pass_id
-), answers AS (
+), {TRUTH}, answers AS (
     SELECT model, arm, pass_id, arg_min(positive, ts) AS positive, arg_min(source, ts) AS source,
            arg_min(regno, ts) AS pick, arg_min(regno_recognize, ts) AS camera, arg_min(afts_regno_ai, ts) AS ai
     FROM scored GROUP BY model, arm, pass_id
@@ -133,6 +141,12 @@ SELECT current_model, candidate, count(*) AS passes,
        count(*) FILTER (WHERE candidate_pick = true_regno AND current_pick <> true_regno) AS only_candidate
 FROM shadowed LEFT JOIN truth USING (pass_id)
 GROUP BY current_model, candidate ORDER BY current_model, candidate
+"""
+
+#: The candidate versions replayed over passes of the window.
+_REPLAYED_VERSIONS = """
+SELECT DISTINCT model FROM replays
+WHERE ts >= $start AND ts < $end AND CAST(day AS DATE) BETWEEN $first_day AND $last_day ORDER BY model
 """
 
 #: The raw record fields of the passes a version scored (answered or shadow-scored), once per pass.
@@ -221,6 +235,25 @@ class ModelDrift:
 
 
 @dataclass
+class Replay:
+    """A candidate replayed over passes of the window: what those passes show, and the replay's threshold search."""
+
+    version: str
+    #: service/replay/verdict.py's summarize() over the page's window.
+    summary: dict
+    #: The threshold search of the version's summary.json: over the replay's own window, which may differ.
+    threshold_search: dict | None = None
+    #: That window ({"from", "to"}), and why the summary could not be read when it could not.
+    replay_window: dict | None = None
+    problem: str | None = None
+
+    @property
+    def id(self) -> str:
+        """Its HTML id."""
+        return anchor(self.version)
+
+
+@dataclass
 class Report:
     """Everything the page shows."""
 
@@ -230,11 +263,13 @@ class Report:
     arms: list[Arm]
     candidates: list[Candidate]
     drift: list[ModelDrift]
+    replays: list[Replay] = field(default_factory=list)
 
     @property
     def verdicts(self) -> list[str]:
-        """The candidates' verdicts, for the first page."""
-        return [candidate.verdict for candidate in self.candidates]
+        """The candidates' verdicts, then the replays', for the first page."""
+        return ([candidate.verdict for candidate in self.candidates]
+                + [f"{replay.version}, replayed: {replay.summary['verdict_words']}." for replay in self.replays])
 
 
 class EmptyWindow(LookupError):
@@ -309,8 +344,36 @@ def _drift(connection, parameters: dict, version: str, references: References) -
     return ModelDrift(version, path, None, len(columns.get(FIELDS[0], [])), features)
 
 
-def build(connection, window: Window, threshold: float, references: References) -> Report:
-    """The report of the window, from a connection of service.predictions.query.connect; EmptyWindow if no row."""
+def _saved(root: Path | None, version: str) -> tuple[dict, str | None]:
+    """The version's summary.json under the log's root ({} when there is none), and why it is unreadable."""
+    if root is None:
+        return {}, None
+    try:
+        return latest_replay(root, version) or {}, None
+    except ValueError as error:
+        return {}, str(error)
+
+
+def _replays(connection, window: Window, root: Path | None) -> list[Replay]:
+    """Each candidate replayed over passes of the window, summarised over the window."""
+    from service.replay.verdict import summarize  # not at the top: service.replay builds on this module's TRUTH
+
+    present = rows(connection, "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'replays'")
+    if not present[0]["n"]:  # a connection made without the replays view
+        return []
+    found = []
+    for row in rows(connection, _REPLAYED_VERSIONS, window.parameters()):
+        saved, problem = _saved(root, row["model"])
+        found.append(Replay(row["model"], summarize(connection, row["model"], window),
+                            saved.get("threshold_search"), saved.get("window"), problem))
+    return found
+
+
+def build(connection, window: Window, threshold: float, references: References, root: Path | None = None) -> Report:
+    """The report of the window, from a connection of service.predictions.query.connect; EmptyWindow if no row.
+
+    root is the log's Parquet folder, where each replay's summary.json is (for its threshold search).
+    """
     parameters = {**window.parameters(), "ai": AI}
     totals = rows(connection, _TOTALS, parameters)[0]
     if not totals["rows"]:
@@ -318,4 +381,5 @@ def build(connection, window: Window, threshold: float, references: References) 
     arms = _arms(connection, parameters, threshold)
     versions = list(dict.fromkeys(arm.model for arm in arms))
     drifts = [_drift(connection, parameters, version, references) for version in versions]
-    return Report(window, threshold, totals, arms, _candidates(connection, parameters, arms), drifts)
+    return Report(window, threshold, totals, arms, _candidates(connection, parameters, arms), drifts,
+                  _replays(connection, window, root))

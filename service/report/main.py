@@ -14,9 +14,8 @@ missing or empty, the window holds no row, or the `report` extra (DuckDB, pyarro
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Sequence
 
@@ -25,37 +24,7 @@ from config.extras import missing
 from service.predictions.query import connect
 from service.report.data import EmptyWindow, Window, build
 from service.report.references import References, parse_model_option
-
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def parse_day(text: str, today: date) -> date:
-    """A day: YYYY-MM-DD, today or yesterday."""
-    return {"today": today, "yesterday": today - timedelta(days=1)}.get(text) or date.fromisoformat(text)
-
-
-def parse_moment(text: str, end_of_day: bool) -> datetime:
-    """A bound of the window in UTC: a day (its start, or the next day's start at the end) or a full timestamp."""
-    if _DATE.match(text):
-        start = datetime.combine(date.fromisoformat(text), time(), tzinfo=timezone.utc)
-        return start + timedelta(days=1) if end_of_day else start
-    moment = datetime.fromisoformat(text)
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
-
-
-def window_of(day: str | None, start: str | None, end: str | None, now: datetime) -> Window:
-    """The window the options name: --day, or --from/--to (either may be left out), or today (UTC)."""
-    if start is None and end is None:
-        first = parse_day(day or "today", now.date())
-        midnight = datetime.combine(first, time(), tzinfo=timezone.utc)
-        return Window(midnight, midnight + timedelta(days=1))
-    upper = parse_moment(end, end_of_day=True) if end else now
-    # --to alone: from the start of the day it ends in.
-    lower = (parse_moment(start, end_of_day=False) if start
-             else datetime.combine((upper - timedelta(microseconds=1)).date(), time(), tzinfo=timezone.utc))
-    if lower >= upper:
-        raise ValueError(f"the window is empty: --from {start} is not before --to {end or 'now'}")
-    return Window(lower, upper)
+from service.report.window import add_window_options, window_of
 
 
 def bound_name(moment: datetime, end: bool) -> str:
@@ -74,9 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     """The command's options."""
     parser = argparse.ArgumentParser(prog="regno-report", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--day", help="YYYY-MM-DD, today or yesterday (UTC; default today)")
-    parser.add_argument("--from", dest="start", help="start: YYYY-MM-DD or a full timestamp (UTC unless it says)")
-    parser.add_argument("--to", dest="end", help="end: YYYY-MM-DD (that day included) or a full timestamp")
+    add_window_options(parser)
     parser.add_argument("-o", "--out", type=Path, help="the HTML file (default regno-report-<from>-<to>.html)")
     parser.add_argument("--dir", type=Path, help="the Parquet folder (default: from the settings)")
     parser.add_argument("--model", action="append", default=[], metavar="VERSION=PATH",
@@ -96,8 +63,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.day and (args.start or args.end):
-        parser.error("--day goes alone, without --from or --to")
     try:
         window = window_of(args.day, args.start, args.end, datetime.now(timezone.utc))
         named = dict(parse_model_option(option) for option in args.model)

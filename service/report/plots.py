@@ -89,3 +89,36 @@ def accuracy_bars(names: Sequence[str], pick: Sequence[float], camera: Sequence[
     axes.grid(alpha=0.3, axis="x")
     figure.legend(loc="outside upper center", fontsize="small", ncols=3, frameon=False)
     return png(figure)
+
+
+def shift_histogram(edges: Sequence[float], counts: Sequence[int], title: str) -> bytes:
+    """Passes by how far the candidate's score moved from the answered one, a bar per bin of the fixed edges.
+
+    The bins are finer near 0, so each is drawn the same width and labelled with its edges: a bar's height is
+    its count of passes, not a density.
+    """
+    figure, axes = _figure(width=7.0)
+    positions = np.arange(len(counts))
+    middle = [lower < 0 < upper for lower, upper in zip(edges, edges[1:])]
+    axes.bar(positions, counts, width=0.9, color=[BASELINE_COLOURS[0] if still else OTHER for still in middle])
+    axes.set_xticks(np.arange(len(edges)) - 0.5, [f"{edge:g}" for edge in edges], rotation=90, fontsize="small")
+    axes.set(xlim=(-0.5, len(counts) - 0.5), xlabel="candidate's positive score − the answered one",
+             ylabel="passes", title=title)
+    axes.grid(alpha=0.3, axis="y")
+    return png(figure)
+
+
+def threshold_curve(curve: Sequence[dict], best: float, interval: Sequence[float], current: float,
+                    title: str) -> bytes:
+    """Pick accuracy against the threshold, with the best threshold, its 95% interval and the one in use."""
+    figure, axes = _figure(width=7.0)
+    axes.plot([point["threshold"] for point in curve], [100 * point["accuracy"] for point in curve],
+              color=BASELINE_COLOURS[0], linewidth=1.5, label="pick accuracy")
+    axes.axvspan(interval[0], interval[1], color=RIGHT, alpha=0.2, label="95% interval of the best")
+    axes.axvline(best, color=RIGHT, linewidth=1.5, label=f"best {best:.3f}")
+    axes.axvline(current, color="black", linestyle=":", linewidth=1, label=f"in use {current:g}")
+    axes.set(xlim=(0, 1), xlabel="threshold (the AI's plate is taken at positive ≥ threshold)",
+             ylabel="labelled passes picked right (%)", title=title)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower center", fontsize="small")
+    return png(figure)

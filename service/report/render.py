@@ -11,8 +11,9 @@ from datetime import datetime, timedelta, timezone
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from service.replay.verdict import points
 from service.report import plots
-from service.report.data import Arm, Report, anchor
+from service.report.data import Arm, Replay, Report, anchor
 from service.report.verdict import p_words, percent
 
 TEMPLATE = "report.html.j2"
@@ -50,8 +51,25 @@ def arm_name(arm: Arm) -> str:
     return f"{arm.model} ({arm.arm})"
 
 
+def replay_figures(replay: Replay) -> dict[str, str]:
+    """A replay's figures by id: "replay-shift-<version>", and "replay-threshold-<version>" when it searched."""
+    found = {}
+    histogram = replay.summary["score_shift"]["histogram"]
+    shifted = sum(histogram["counts"])
+    if shifted:
+        found[f"replay-shift-{replay.id}"] = data_uri(plots.shift_histogram(
+            histogram["edges"], histogram["counts"], f"Score shift: {replay.version}, {shifted} passes"))
+    search = replay.threshold_search
+    if search:
+        found[f"replay-threshold-{replay.id}"] = data_uri(plots.threshold_curve(
+            search["curve"], search["best"], search["interval95"], search["current"],
+            f"Threshold: {replay.version}, {search['labelled']} labelled passes of its replay"))
+    return found
+
+
 def figures(report: Report) -> dict[str, str]:
-    """Every figure of the page as a data URI, by id: "accuracy", then "calibration-<arm>" and "scores-<arm>"."""
+    """Every figure of the page as a data URI, by id: "accuracy", then "calibration-<arm>" and "scores-<arm>",
+    then each replay's (replay_figures)."""
     found = {}
     judged = [arm for arm in report.arms if arm.quality is not None]
     if judged:
@@ -67,6 +85,8 @@ def figures(report: Report) -> dict[str, str]:
         else:
             scores, labels, title = arm.positives, None, f"Scores: {arm_name(arm)}, all passes (no label yet)"
         found[f"scores-{arm.id}"] = data_uri(plots.score_histogram(scores, labels, report.threshold, title))
+    for replay in report.replays:
+        found.update(replay_figures(replay))
     return found
 
 
@@ -74,7 +94,8 @@ def _environment() -> Environment:
     """The Jinja2 environment of the package's templates, escaping everything, failing on unknown names."""
     environment = Environment(loader=PackageLoader("service.report", "templates"), autoescape=True,
                               undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    environment.filters.update(percent=percent, count=count, number=number, p_words=p_words, anchor=anchor)
+    environment.filters.update(percent=percent, count=count, number=number, p_words=p_words, anchor=anchor,
+                               points=points)
     return environment
 
 

@@ -2,7 +2,7 @@
 
 One per host or pod (regno-sync), never one per worker. Every MODEL_SYNC_S it reads the source's
 `current` and `candidate` (a 304 or the registry's alias: cheap). A version it does not hold yet is
-fetched into a staging folder of MODELS_DIR, verified there (model/verify.py), and renamed into place;
+fetched into a staging folder of MODELS_DIR, verified there (model/lifecycle/verify.py), and renamed into place;
 only then does the local pointer move, and each worker's watcher swaps to it as it always did. A
 version that fails a check is refused once, with its reason, and never fetched again by this process;
 the last good model keeps serving. An unreachable source is a failure: counted, and retried next time.
@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Callable
 
 from model import SYNC_STATUS_FILE
-from model.registry import CANDIDATE, CURRENT, METADATA_FILE, MODEL_FILE, read_pointer, write_pointer
-from model.sources import MissingVersion, ModelSource, SourceError, wanted
-from model.verify import Refused, verify
+from model.registry import CANDIDATE, CURRENT, METADATA_FILE, read_pointer, write_pointer
+from model.sources import ModelSource, SourceError, wanted
+from model.lifecycle.verify import Refused, fetch_verified
 
 #: Refusals the status file keeps, newest last.
 KEPT_REFUSALS = 10
@@ -117,17 +117,7 @@ class ModelSyncer:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         try:
-            try:
-                published = self.source.fetch(version, staging)
-            except MissingVersion as error:
-                raise Refused("missing", str(error)) from None
-            except ValueError as error:  # metadata that is not JSON, an MLflow model of another flavour
-                raise Refused("unloadable", f"it cannot be read as a model: {error}") from None
-            verified = verify(staging / MODEL_FILE, published)
-            metadata = {**published, "version": version, "sha256": verified.sha256,
-                        "source": self.source.label, "synced": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                        "checksum_recorded": verified.checksum_recorded}
-            (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+            verified = fetch_verified(self.source, version, staging).verified
             target = self.models_dir / version
             shutil.rmtree(target, ignore_errors=True)  # a leftover without metadata is not a model
             os.replace(staging, target)
