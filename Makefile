@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # make run's development defaults; anything set in the environment wins.
 REGNO_ENV ?= development
 
-.PHONY: images docker-packages compose bench-containers run serve proxy openssl nats-server chromium mlflow-server report-screenshot test load model bench bench-source bench-stalled bench-log bench-record bench-cache bench-overhead bench-score-file redis-server prometheus wrk clean
+.PHONY: images docker-packages compose bench-containers run serve proxy openssl nats-server chromium mlflow-server report-screenshot test load model bench bench-source bench-stalled bench-log bench-record bench-cache bench-overhead bench-score-file bench-replay redis-server prometheus wrk clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "make: no python3 found; install Python 3.11" >&2; exit 1; }
@@ -136,6 +136,11 @@ bench-overhead: $(VENV)/.installed-test wrk
 # regno-score on a generated file of a million rows: time and peak memory.
 bench-score-file: $(VENV)/.installed-test
 	$(BIN)/python -m loadtest.bench.score_file $(BENCH_ARGS)
+
+# regno-replay on a simulated week of 5 million logged passes: passes a second and peak memory, beside DuckDB's
+# read alone and the scoring engine alone, in one run (BENCH_ARGS="--passes N" for another size).
+bench-replay: $(VENV)/.installed-test
+	$(BIN)/python -m loadtest.bench.replay $(BENCH_ARGS)
 
 # Replay traffic at a fixed total rate against an ALREADY RUNNING service (start it first, e.g. `make run` in
 # another shell), then summarise Locust's CSVs; RECORDS=file.csv replays that CSV instead of simulated records.
