@@ -161,6 +161,17 @@ def test_regno_log_reads_the_replays_view(day, replayed, capsys, tmp_path):
     assert names == [*REPLAYS.columns, "day"]
 
 
+def test_regno_report_shows_the_replay_with_its_threshold_curve(day, replayed, capsys, tmp_path):
+    """The command regno-report on the day: the candidate's Replays section, with the threshold curve of the
+    summary.json its replay wrote beside the log."""
+    from service.report.main import main as regno_report
+
+    out = tmp_path / "report.html"
+    assert regno_report(["--dir", str(day["root"]), *day["window"], "-o", str(out)]) == 0, capsys.readouterr().err
+    page = out.read_text(encoding="utf-8")
+    assert 'id="replay-v3"' in page and 'id="figure-replay-threshold-v3"' in page
+
+
 def test_a_model_file_replays_at_pick_threshold(day, monkeypatch, capsys):
     """--model FILE: the file's own version, PICK_THRESHOLD applied."""
     monkeypatch.setenv("PICK_THRESHOLD", "0.7")

@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if root is None:
             raise SettingsError("no log folder: set PREDICTION_LOG_DIR or PREDICTION_LOG_PARQUET_DIR, or pass --dir")
         references = References(named, settings.models_dir, settings.model_path)
-        report = build(connect(root), window, settings.pick_threshold, references)
+        report = build(connect(root), window, settings.pick_threshold, references, root)
         out = args.out or default_out(window)
         out.write_text(render(report, str(root)), encoding="utf-8")
     except (SettingsError, FileNotFoundError, EmptyWindow, OSError) as error:
