@@ -27,9 +27,14 @@ class Decision:
     words: str
 
 
+def replay_folder(parquet_root: Path, version: str) -> Path:
+    """The folder of version's latest replay, <root>/replays/<version>: its rows' day partitions and its summary."""
+    return parquet_root / REPLAYS_FOLDER / version
+
+
 def summary_path(parquet_root: Path, version: str) -> Path:
     """Where the summary of version's latest replay is: <root>/replays/<version>/summary.json."""
-    return parquet_root / REPLAYS_FOLDER / version / SUMMARY_FILE
+    return replay_folder(parquet_root, version) / SUMMARY_FILE
 
 
 def latest_replay(parquet_root: Path, version: str) -> dict | None:

@@ -95,11 +95,6 @@ def parquet_glob(root: Path, table: Table = PREDICTIONS) -> str:
     return str(table_root(root, table) / "day=*" / "*.parquet")
 
 
-def replay_folder(root: Path, version: str) -> Path:
-    """The folder of a candidate version's replay: its day partitions and its summary."""
-    return table_root(root, REPLAYS) / version
-
-
 def replays_glob(root: Path) -> str:
     """The glob of every version's replay rows; a folder whose name starts with "." is a replay being written."""
     return str(table_root(root, REPLAYS) / "[!.]*" / "day=*" / "*.parquet")

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from model.engine import Scored
+from model.lifecycle.promotion_gate import REPLAYS_FOLDER
 from model.records import FIELDS, MAX_LABEL_CHARS, MAX_LIST_CHARS, MAX_PLATE_CHARS, Record
 
 #: The first element of a label's line; a prediction row's first element is its time, a number.
@@ -106,7 +107,7 @@ REPLAYS = Table(
      "model", "threshold", "positive", "regno", "source",
      "answered_model", "answered_arm", "answered_positive", "answered_regno", "answered_source", "replay_id"),
     (("ts", "timestamp"), ("threshold", "float64"), ("positive", "float64"), ("answered_positive", "float64")),
-    "replays",
+    REPLAYS_FOLDER,  # where the promotion gate looks for a version's summary too (model/ never imports service/)
 )
 #: The tables the log's writers fill (and its retention prunes).
 TABLES = (PREDICTIONS, LABELS)

@@ -31,12 +31,11 @@ from typing import NoReturn, Sequence
 from config import Settings, SettingsError
 from config.extras import missing
 from model.engine import ScoringEngine
-from model.lifecycle.promotion_gate import summary_path
+from model.lifecycle.promotion_gate import SUMMARY_FILE, replay_folder
 from model.registry import CANDIDATE
 from model.routing import ModelSlot
 from model.scorer import ModelLoadError, Scorer
 from model.sources import SourceError, SourceOptions, open_source
-from service.predictions.parquet_store import replay_folder
 from service.predictions.query import attach, connect
 from service.predictions.rows import REPLAYS
 from service.replay.candidate import CandidateError, ModelFile, checked_name, fetch_candidate, version_named
@@ -123,8 +122,7 @@ def replay(root: Path, window: Window, candidate: Candidate, pick_threshold: flo
             summary = {"replay_id": replay_id, "replayed_at": replayed_at, "candidate": version, "threshold": threshold,
                        **summarize(connection, version, window), "skipped": skipped,
                        "threshold_search": search_threshold(connection, version, window, threshold) if search else None}
-            inside = summary_path(root, version).relative_to(replay_folder(root, version))
-            (staging / inside).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
             replace_folder(staging, root, version)
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # gone already when it replaced the folder

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.predictions.parquet_store import replay_folder
+from model.lifecycle.promotion_gate import replay_folder
 from service.predictions.rows import REPLAYS
 from service.replay.passes import ANSWERED
 from service.replay.scoring import Answers
