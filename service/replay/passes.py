@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from model.records import FIELDS
-from service.report.data import Window
+from service.report.data import IN_WINDOW, Window
 
 #: Passes in one Arrow batch: one engine call in a worker.
 BATCH_ROWS = 20_000
@@ -30,26 +30,25 @@ ANSWERED = (("model", "answered_model"), ("arm", "answered_arm"), ("positive", "
 #: The temporary table of the hashes of the window's passes logged more than once.
 RESENT = "replay_resent"
 
-_WINDOW = "ts >= $start AND ts < $end AND day BETWEEN $first_day AND $last_day"
 _SCORED = "error IS NULL AND model IS NOT NULL AND pass_id IS NOT NULL"
 _COLUMNS = ", ".join(["ts", "pass_id", *FIELDS, *(f"{column} AS {answered}" for column, answered in ANSWERED)])
 _STRUCT = ", ".join(["ts", "pass_id", *FIELDS, *(f"{answered} := {column}" for column, answered in ANSWERED)])
 
 RESENT_SQL = f"""
 CREATE OR REPLACE TEMP TABLE {RESENT} AS
-SELECT hash(pass_id) AS pass_hash, count(*) AS answers FROM predictions WHERE {_WINDOW} AND {_SCORED}
+SELECT hash(pass_id) AS pass_hash, count(*) AS answers FROM predictions WHERE {IN_WINDOW} AND {_SCORED}
 GROUP BY pass_hash HAVING count(*) > 1
 """
 
 COUNTS_SQL = f"""
 SELECT count(*) FILTER (WHERE {_SCORED}) - (SELECT coalesce(sum(answers - 1), 0) FROM {RESENT}) AS passes,
        count(*) FILTER (WHERE error IS NOT NULL) AS skipped
-FROM predictions WHERE {_WINDOW}
+FROM predictions WHERE {IN_WINDOW}
 """
 
 ONCE_SQL = f"""
 SELECT {_COLUMNS} FROM predictions
-WHERE {_WINDOW} AND {_SCORED} AND hash(pass_id) NOT IN (SELECT pass_hash FROM {RESENT})
+WHERE {IN_WINDOW} AND {_SCORED} AND hash(pass_id) NOT IN (SELECT pass_hash FROM {RESENT})
 """
 
 # One arg_min of the whole row, not one per column: with two rows of a pass at the same millisecond, every
@@ -57,7 +56,7 @@ WHERE {_WINDOW} AND {_SCORED} AND hash(pass_id) NOT IN (SELECT pass_hash FROM {R
 RESENT_PASSES_SQL = f"""
 SELECT first_answer.* FROM (
     SELECT arg_min(struct_pack({_STRUCT}), (ts, request_id)) AS first_answer FROM predictions
-    WHERE {_WINDOW} AND {_SCORED} AND hash(pass_id) IN (SELECT pass_hash FROM {RESENT})
+    WHERE {IN_WINDOW} AND {_SCORED} AND hash(pass_id) IN (SELECT pass_hash FROM {RESENT})
     GROUP BY pass_id
 ) ORDER BY first_answer.ts
 """

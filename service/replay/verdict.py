@@ -21,7 +21,7 @@ import numpy as np
 
 from model.engine import AI, CAMERA
 from service.predictions.query import rows
-from service.report.data import TRUTH, Window
+from service.report.data import REPLAYS_IN_WINDOW, TRUTH, Window
 from service.report.verdict import MIN_PASSES, SIGNIFICANCE, mcnemar_p, p_words, percent
 
 #: The two-sided 95% normal quantile of the intervals.
@@ -40,14 +40,12 @@ MAX_CUTS = 4096
 CURVE_POINTS = 101
 
 #: The window's replay rows of one version, each with its pass's true plate (null when unlabelled) and the
-#: candidate's score minus the answered one. The day filter lets DuckDB skip other day partitions (the cast: with
-#: no replay written yet the view is an empty table whose day is text).
+#: candidate's score minus the answered one.
 _REPLAYED = f"""
 WITH {TRUTH}, replayed AS (
     SELECT replays.*, truth.true_regno, replays.positive - replays.answered_positive AS shift
     FROM replays LEFT JOIN truth USING (pass_id)
-    WHERE model = $version AND ts >= $start AND ts < $end
-      AND CAST(day AS DATE) BETWEEN $first_day AND $last_day
+    WHERE model = $version AND {REPLAYS_IN_WINDOW}
 )
 """
 

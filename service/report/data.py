@@ -63,6 +63,11 @@ class Window:
                 "last_day": (self.end - timedelta(microseconds=1)).date()}
 
 
+#: The rows of a Window (its parameters()): by time, and by day partition, so DuckDB reads only the window's days.
+IN_WINDOW = "ts >= $start AND ts < $end AND day BETWEEN $first_day AND $last_day"
+#: The same over `replays`, which is an empty table with a text day until a replay is written.
+REPLAYS_IN_WINDOW = "ts >= $start AND ts < $end AND CAST(day AS DATE) BETWEEN $first_day AND $last_day"
+
 #: The common table `truth`: each labelled pass's true plate, the latest of its labels no correction replaced.
 #: Every query that judges a pick against the truth (this report's, service/replay's) joins this one.
 TRUTH = """truth AS (
@@ -75,7 +80,7 @@ TRUTH = """truth AS (
 _BASE = f"""
 WITH window_rows AS (
     SELECT * FROM predictions
-    WHERE ts >= $start AND ts < $end AND day BETWEEN $first_day AND $last_day
+    WHERE {IN_WINDOW}
 ), scored AS (
     SELECT * FROM window_rows WHERE error IS NULL AND model IS NOT NULL
 ), {TRUTH}, answers AS (
@@ -144,9 +149,8 @@ GROUP BY current_model, candidate ORDER BY current_model, candidate
 """
 
 #: The candidate versions replayed over passes of the window.
-_REPLAYED_VERSIONS = """
-SELECT DISTINCT model FROM replays
-WHERE ts >= $start AND ts < $end AND CAST(day AS DATE) BETWEEN $first_day AND $last_day ORDER BY model
+_REPLAYED_VERSIONS = f"""
+SELECT DISTINCT model FROM replays WHERE {REPLAYS_IN_WINDOW} ORDER BY model
 """
 
 #: The raw record fields of the passes a version scored (answered or shadow-scored), once per pass.
